@@ -1,0 +1,256 @@
+"""``LM``: a Hugging Face causal LM with its architecture row, tokenizer helpers and the hook core.
+
+Example::
+
+    lm = fw.load_model()
+    run = lm.run("The Eiffel Tower is located in the city of")
+    run.activations.shape   # [n_layers, n_tokens, d_mlp]
+    with lm.intervene({(12, 345): 0.0}):
+        logits = lm.logits("The Eiffel Tower is located in the city of")
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from transformers.pytorch_utils import Conv1D
+
+from .architectures import Architecture, architecture_for
+from .hooks import SITES, Edit, collect, hooked
+
+
+class InputError(ValueError):
+    """Bad user input (prompt, layer, neuron, target, subject): the message says what is allowed."""
+
+
+@dataclass
+class Run:
+    """Everything one forward pass of one prompt computed. Shapes: ``[layer, pos, ...]``, float32.
+
+    ``resid_mid`` is the residual stream without this layer's MLP (``resid_post - mlp_out``): for
+    sequential blocks, the state between attention and MLP.
+    """
+
+    prompt: str
+    input_ids: torch.Tensor  # [pos]
+    tokens: list[str]
+    logits: torch.Tensor  # [pos, vocab]
+    activations: torch.Tensor | None  # [layer, pos, d_mlp]
+    resid_pre: torch.Tensor | None  # [layer, pos, d_model]
+    attn_out: torch.Tensor | None
+    mlp_out: torch.Tensor | None
+    resid_post: torch.Tensor | None
+
+    @property
+    def resid_mid(self) -> torch.Tensor:
+        return self.resid_post - self.mlp_out
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+class LM:
+    """A loaded model plus what the analyses need to read it. Construct with :func:`load_model`."""
+
+    def __init__(self, model, tokenizer, name: str = "model"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.config = model.config
+        self.arch: Architecture = architecture_for(model.config)
+        self.blocks = model.get_submodule(self.arch.layers)
+        self.n_layers = len(self.blocks)
+        self.d_mlp = self._weight(self.arch.down, 0).shape[1]
+        self.d_model = self._weight(self.arch.down, 0).shape[0]
+        self.n_ctx = _context_length(model.config)
+        self.block_output_arity = self._probe_block_output()
+        self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    # ---- modules and weights -------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def site_module(self, site: str, layer: int) -> torch.nn.Module:
+        block = self.blocks[layer]
+        path = {"resid_pre": None, "resid_post": None, "attn_out": self.arch.attn_output,
+                "mlp_out": self.arch.mlp_add, "neurons": self.arch.down}[site]
+        return block if path is None else block.get_submodule(path)
+
+    def _weight(self, path: str, layer: int) -> torch.Tensor:
+        """A projection's weight as ``[out, in]`` whatever the layer type (GPT-2's Conv1D is transposed)."""
+        module = self.blocks[layer].get_submodule(path)
+        return module.weight.T if isinstance(module, Conv1D) else module.weight
+
+    def values(self, layer: int) -> torch.Tensor:
+        """Value vectors of a layer, ``[d_mlp, d_model]``: row i is what neuron i writes per unit m_i."""
+        self.check_layer(layer)
+        return self._weight(self.arch.down, layer).T
+
+    def keys(self, layer: int) -> torch.Tensor:
+        """Key vectors (up projection rows), ``[d_mlp, d_model]``; gated MLPs also have :meth:`gates`."""
+        self.check_layer(layer)
+        return self._weight(self.arch.up, layer)
+
+    def gates(self, layer: int) -> torch.Tensor | None:
+        self.check_layer(layer)
+        return None if self.arch.gate is None else self._weight(self.arch.gate, layer)
+
+    @property
+    def unembed_module(self) -> torch.nn.Module:
+        return self.model.get_submodule(self.arch.unembed)
+
+    @property
+    def final_norm(self) -> torch.nn.Module:
+        return self.model.get_submodule(self.arch.final_norm)
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """Unembedding ``[vocab, d_model]``."""
+        return self.unembed_module.weight
+
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of residual states ``[..., d_model]`` through the final norm and unembedding
+        (with the model's final logit soft-capping where it has one) — the logit lens."""
+        with torch.no_grad():
+            logits = self.unembed_module(self.final_norm(resid.to(self.dtype))).float()
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def norm_scale(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Linearise the final norm at ``resid`` ``[..., d_model]``: returns (gain ``[d_model]``,
+        1/σ ``[...]``, centres). ``norm(resid + δ) - norm(resid) ≈ gain * centred(δ) / σ`` with σ frozen."""
+        norm = self.final_norm
+        resid = resid.float()
+        centres = isinstance(norm, torch.nn.LayerNorm)
+        eps = getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5
+        x = resid - resid.mean(-1, keepdim=True) if centres else resid
+        inv_sigma = torch.rsqrt(x.pow(2).mean(-1) + eps)
+        probe = torch.ones(self.d_model, dtype=self.dtype, device=self.device)
+        probe[1::2] = -1  # mean 0, rms 1: norm(probe) = gain * probe + bias
+        with torch.no_grad():
+            gain = ((norm(probe) - norm(-probe)) / (2 * probe)).float()
+        return gain, inv_sigma, centres
+
+    # ---- input checks --------------------------------------------------------------------
+    def check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
+            raise InputError(f"layer must be an integer in 0..{self.n_layers - 1}, got {layer!r}.")
+        return layer
+
+    def check_neuron(self, neuron: int) -> int:
+        if not isinstance(neuron, int) or isinstance(neuron, bool) or not 0 <= neuron < self.d_mlp:
+            raise InputError(f"neuron must be an integer in 0..{self.d_mlp - 1}, got {neuron!r}.")
+        return neuron
+
+    # ---- tokens --------------------------------------------------------------------------
+    def encode(self, prompt: str) -> torch.Tensor:
+        """Token ids ``[pos]`` of a prompt, with the model's own special tokens; checks emptiness and length."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("The prompt is empty: type some text for the model to read.")
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"][0]
+        if len(ids) > self.n_ctx:
+            raise InputError(f"The prompt is {len(ids)} tokens long; this model reads at most {self.n_ctx}.")
+        return ids.to(self.device)
+
+    def token_strings(self, ids: Iterable[int]) -> list[str]:
+        """Each token as the text it stands for (not the tokenizer's internal symbols)."""
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def target_ids(self, target: str | int) -> list[int]:
+        """Token ids of a target continuation. Multi-token targets are allowed; analyses that need one
+        token use the first (``p(first token)``) and say so. A leading space matters: " Paris"."""
+        if isinstance(target, int) and not isinstance(target, bool):
+            if not 0 <= target < self.W_U.shape[0]:
+                raise InputError(f"target token id must be in 0..{self.W_U.shape[0] - 1}, got {target}.")
+            return [target]
+        if not isinstance(target, str) or not target:
+            raise InputError("The target is empty: give the text the model should predict, e.g. ' Paris'.")
+        ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InputError(f"The target {target!r} tokenizes to nothing; give visible text such as ' Paris'.")
+        return list(ids)
+
+    # ---- running -------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, last_only: bool = False, **kwargs) -> torch.Tensor:
+        """Plain HF forward of ``[batch, pos]`` ids, float32 logits; ``last_only`` keeps one position."""
+        if last_only and self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=input_ids, use_cache=False, **kwargs).logits.float()
+        return out[:, -1:] if last_only else out
+
+    def run(self, prompt: str, capture: Iterable[str] = ("neurons", "resid_pre", "attn_out", "mlp_out", "resid_post"),
+            edits: Iterable[Edit] = ()) -> Run:
+        """One forward pass capturing the given sites at every layer (all by default)."""
+        ids = self.encode(prompt)
+        capture = tuple(capture)
+        for site in capture:
+            if site not in SITES:
+                raise InputError(f"Unknown site {site!r}; sites are {', '.join(SITES)}.")
+        layers = range(self.n_layers)
+        with torch.no_grad(), hooked(self, [(s, l) for s in capture for l in layers], edits) as store:
+            logits = self.forward(ids[None])[0]
+        get = lambda s: collect(store, s, layers).float() if s in capture else None  # noqa: E731
+        return Run(prompt, ids.cpu(), self.token_strings(ids), logits.cpu(), get("neurons"),
+                   get("resid_pre"), get("attn_out"), get("mlp_out"), get("resid_post"))
+
+    def logits(self, prompt: str) -> torch.Tensor:
+        """``[pos, vocab]`` float32 logits of a prompt (inside :meth:`intervene`, the edited model's)."""
+        with torch.no_grad():
+            return self.forward(self.encode(prompt)[None])[0]
+
+    @contextmanager
+    def intervene(self, spec: Mapping[tuple[int, int], float] | Iterable[Edit], positions=None):
+        """Scale neurons while the ``with`` body runs: ``{(layer, neuron): scale}`` (0 suppresses,
+        2 doubles), at all positions or the given ones; or any list of :class:`Edit`."""
+        edits = list(self._edits_from(spec, positions))
+        with hooked(self, (), edits):
+            yield self
+
+    def _edits_from(self, spec, positions):
+        if isinstance(spec, Mapping):
+            by_layer: dict[tuple[int, float], list[int]] = {}
+            for key, scale in spec.items():
+                if not (isinstance(key, tuple) and len(key) == 2):
+                    raise InputError(f"Keys are (layer, neuron) pairs, got {key!r}.")
+                layer, neuron = self.check_layer(key[0]), self.check_neuron(key[1])
+                by_layer.setdefault((layer, float(scale)), []).append(neuron)
+            for (layer, scale), neurons in by_layer.items():
+                yield Edit("neurons", layer, "scale", scale, index=neurons, positions=positions)
+        else:
+            yield from spec
+
+    def _probe_block_output(self) -> int:
+        """How a block returns its hidden state: 0 = a tensor, n = a tuple of n (needed by replays)."""
+        seen = {}
+
+        def record(module, args, out):
+            seen["n"] = len(out) if isinstance(out, tuple) else 0
+
+        handle = self.blocks[0].register_forward_hook(record)
+        try:
+            with torch.no_grad():
+                self.model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=self.device), use_cache=False)
+        finally:
+            handle.remove()
+        return seen["n"]
+
+    def __repr__(self):
+        return (f"LM({self.name!r}, {self.config.model_type}, layers={self.n_layers}, d_model={self.d_model}, "
+                f"d_mlp={self.d_mlp}, dtype={self.dtype})")
+
+
+def _context_length(config) -> int:
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
