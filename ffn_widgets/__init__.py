@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "logit_lens": "lens", "LensResult": "lens",
     "value_tokens": "values", "ValueTokens": "values",
+    "load_facts": "facts",
     "top_neurons": "neurons", "NeuronRanking": "neurons", "contributions": "neurons",
 }
 

@@ -1,0 +1,21 @@
+"""Facts the default model knows (top-1), for tests, demos and lessons.
+
+Each fact: ``subject``, ``prompt`` (contains the subject), ``target_true``, ``target_new`` (a
+counterfactual for editing), ``paraphrases`` and ``neighborhood`` prompts. Objects are stored without the
+leading space; :func:`target` adds the space the tokenizer expects after a prompt that ends in a word.
+"""
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+
+def load_facts(relation: str | None = None) -> list[dict]:
+    text = files("ffn_widgets.data").joinpath("facts.jsonl").read_text(encoding="utf-8")
+    facts = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [f for f in facts if relation is None or f["relation"] == relation]
+
+
+def target(obj: str) -> str:
+    """The continuation text for an object: ``"Paris"`` -> ``" Paris"``."""
+    return obj if obj.startswith(" ") else " " + obj
