@@ -47,7 +47,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "gpt_neox": Architecture(
         layers="gpt_neox.layers", attn="attention", down="mlp.dense_4h_to_h", up="mlp.dense_h_to_4h",
-        embed="gpt_neox.embed_in", final_norm="gpt_neox.final_layer_norm", unembed="embed_out",
+        embed="gpt_neox.embed_in", final_norm="gpt_neox.final_layer_norm",
         parallel=True,
     ),
     "gptj": Architecture(

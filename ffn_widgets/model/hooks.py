@@ -17,7 +17,7 @@ neuron sliders, activation patching and causal tracing share one mechanism. Exam
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -114,13 +114,23 @@ def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = 
         lm.check_layer(layer)
     store: dict[tuple[str, int], torch.Tensor] = {}
     handles = []
+    batch_shape: dict[int, torch.Size] = {}  # some families (OPT) run the MLP on [batch*pos, d]
 
     def transform(key, x: torch.Tensor) -> torch.Tensor:
+        flat = x.dim() == 2
+        if flat:
+            x = x.view(*batch_shape[key[1]], x.shape[-1])
         for e in by_site.get(key, ()):
             x = e.apply(x)
         if key in capture:
             store[key] = x.detach() if detach else x
-        return x
+        return x.reshape(-1, x.shape[-1]) if flat else x
+
+    def record_shape(layer):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            batch_shape[layer] = hidden.shape[:2]
+        return hook
 
     def pre_hook(key, arg_name):
         def hook(module, args, kwargs):
@@ -140,6 +150,8 @@ def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = 
         return hook
 
     try:
+        for layer in sorted({layer for _, layer in set(by_site) | capture}):
+            handles.append(lm.blocks[layer].register_forward_pre_hook(record_shape(layer), with_kwargs=True))
         for key in sorted(set(by_site) | capture, key=lambda k: (k[1], SITES.index(k[0]))):
             site, layer = key
             module = lm.site_module(site, layer)
@@ -194,5 +206,3 @@ def collect(store: dict, site: str, layers: Iterable[int], row: int | None = 0) 
     out = torch.stack(parts)
     return out[:, row] if row is not None else out
 
-
-Hook = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,69 @@
+"""Value projections (Geva et al. 2021): what a neuron's value vector writes, read in vocabulary space.
+
+The value v_i (column i of the down projection) is projected through the final norm's gain and the
+unembedding, ``W_U (g ⊙ v_i)`` — the direction it pushes the logits per unit of activation. Top tokens are
+what the memory promotes when the neuron fires positively; bottom tokens what it suppresses.
+
+    fw.value_tokens(lm, layer=20, neuron=123, k=10).top   # [(token, logit), ...]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import LM
+
+
+@dataclass
+class ValueTokens:
+    layer: int
+    neuron: int
+    top: list[tuple[str, float]]
+    bottom: list[tuple[str, float]]
+    top_ids: list[int]
+    bottom_ids: list[int]
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        tokens = [repr(t) for t, _ in self.top] + [repr(t) for t, _ in self.bottom]
+        logits = [v for _, v in self.top] + [v for _, v in self.bottom]
+        colours = ["#2a7ab8"] * len(self.top) + ["#c0392b"] * len(self.bottom)
+        fig = go.Figure(go.Bar(x=logits, y=tokens, orientation="h", marker_color=colours))
+        fig.update_layout(title=f"Value vector of L{self.layer}.N{self.neuron} in vocabulary space",
+                          xaxis_title="logit per unit activation", yaxis={"autorange": "reversed"},
+                          height=120 + 22 * len(tokens))
+        return fig
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{"side": "promoted", "token": t, "logit": v} for t, v in self.top]
+                            + [{"side": "suppressed", "token": t, "logit": v} for t, v in self.bottom])
+
+
+def value_logits(lm: LM, layer: int, neurons=None) -> torch.Tensor:
+    """``[n, vocab]`` logits per unit activation of the given neurons' values (all by default)."""
+    values = lm.values(layer)
+    if neurons is not None:
+        values = values[torch.as_tensor(neurons, dtype=torch.long)]
+    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model))
+    with torch.no_grad():
+        return (values.float() * gain) @ lm.W_U.float().T
+
+
+def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:
+    """Top promoted and suppressed tokens of one neuron's value vector."""
+    lm.check_layer(layer)
+    lm.check_neuron(neuron)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    logits = value_logits(lm, layer, [neuron])[0]
+    top = logits.topk(k)
+    bottom = (-logits).topk(k)
+    tok = lm.token_strings
+    return ValueTokens(layer, neuron,
+                       list(zip(tok(top.indices), top.values.tolist())),
+                       list(zip(tok(bottom.indices), (-bottom.values).tolist())),
+                       top.indices.tolist(), bottom.indices.tolist())
