@@ -1,0 +1,150 @@
+"""``ViewWidget``: the one anywidget class every view derives from.
+
+The front end is a single ESM bundle (``ffn_widgets/static/widget.js``, built from ``js/`` by ``make js``);
+the traitlet ``view`` tells it which view to draw. The platform gives every view, for free:
+
+- ``error``: a message shown in the widget. Gesture handlers and :meth:`ViewWidget.reporting` blocks put
+  any exception there instead of losing it in the kernel log (ipywidgets swallows observer errors).
+- ``progress``: ``{"message": str, "fraction": float | None}`` while something slow runs (see :meth:`busy`).
+- gestures: the JS side sends ``{"type": name, ...}``; a method decorated with ``@handles(name)`` (or a
+  function given to ``widget.handle(name)``) receives the message dict. When the message carries an
+  ``_ack`` id the kernel answers ``{"type": "_ack", "id": ...}`` once it is done, which is how the JS
+  coalescer (``sendLatest`` in ``js/src/messages.ts``) keeps only the newest slider/hover value in flight.
+
+Example::
+
+    class Counter(ViewWidget):
+        view = Unicode("counter").tag(sync=True)
+        count = Int(0).tag(sync=True)
+
+        @handles("add")
+        def _add(self, msg):
+            self.count += int(msg["by"])
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import anywidget
+import traitlets
+
+BUNDLE = Path(__file__).resolve().parent.parent / "static" / "widget.js"
+
+# Shown instead of the views when the bundle is missing; plain text only, no network.
+_NOT_BUILT_ESM = """
+export default {
+  render({ el }) {
+    const box = document.createElement("div");
+    box.style.cssText = "padding:8px 12px;border:1px solid #c0392b;border-radius:4px;color:#c0392b;font-family:sans-serif";
+    box.textContent = "ffn_widgets: the front end was not built, so this widget cannot be drawn. " +
+      "Build it with `make js` (or `cd js && npm ci && npm run build`) and restart the kernel.";
+    el.appendChild(box);
+  }
+};
+"""
+
+
+def bundle_built() -> bool:
+    return BUNDLE.is_file()
+
+
+def handles(name: str):
+    """Mark a method as the handler of JS messages ``{"type": name, ...}``."""
+
+    def mark(method):
+        method._handles_message = name
+        return method
+
+    return mark
+
+
+class ViewWidget(anywidget.AnyWidget):
+    """Base of every ffn_widgets view; see the module docstring for the contract."""
+
+    _esm = BUNDLE if bundle_built() else _NOT_BUILT_ESM
+    view = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Dict({}).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._handlers: dict[str, Callable[[dict], object]] = {}
+        for cls in reversed(type(self).__mro__):
+            for attr in vars(cls).values():
+                name = getattr(attr, "_handles_message", None)
+                if name is not None:
+                    self._handlers[name] = attr.__get__(self, type(self))
+        self.on_msg(self._on_message)
+
+    # ---- gestures ----------------------------------------------------------------------------
+    def handle(self, name: str, fn: Callable[[dict], object] | None = None):
+        """Register ``fn(msg)`` for JS messages of type ``name``; usable as a decorator."""
+        if fn is None:
+            return lambda f: self.handle(name, f)
+        self._handlers[name] = fn
+        return fn
+
+    def dispatch(self, msg: dict) -> bool:
+        """Run the handler of ``msg["type"]`` with errors reported in the widget; True if it succeeded.
+        The kernel calls this for every message from the browser; tests call it directly."""
+        if not isinstance(msg, dict):
+            self.error = f"Malformed message from the front end: {msg!r}"
+            return False
+        kind = msg.get("type")
+        ok = False
+        try:
+            handler = self._handlers.get(kind)
+            if handler is None:
+                known = ", ".join(sorted(self._handlers)) or "none"
+                raise ValueError(f"This widget has no handler for message type {kind!r} (known: {known}).")
+            with self.reporting():
+                handler(msg)
+                ok = True
+        except Exception as exc:  # noqa: BLE001 - the unknown-type error belongs in the widget too
+            self.error = describe(exc)
+        finally:
+            if "_ack" in msg:
+                self.send({"type": "_ack", "id": msg["_ack"], "ok": ok})
+        return ok
+
+    def _on_message(self, _widget, content, buffers):
+        if isinstance(content, dict) and buffers:
+            content = {**content, "_buffers": buffers}
+        self.dispatch(content)
+
+    # ---- errors and progress -----------------------------------------------------------------
+    @contextmanager
+    def reporting(self):
+        """Run a block; on an exception show it in ``error`` (and re-raise nothing). Clears old errors."""
+        self.error = ""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - shown to the user, who is the one who can act on it
+            self.error = describe(exc)
+            self.progress = {}
+
+    @contextmanager
+    def busy(self, message: str, fraction: float | None = None):
+        """Show ``message`` as progress while the block runs; :meth:`step` updates it."""
+        self.progress = {"message": message, "fraction": fraction, "started": time.time()}
+        try:
+            yield self.step
+        finally:
+            self.progress = {}
+
+    def step(self, message: str, fraction: float | None = None) -> None:
+        started = self.progress.get("started", time.time())
+        self.progress = {"message": message, "fraction": fraction, "started": started}
+
+
+def describe(exc: BaseException) -> str:
+    """The text users see for an error: input errors as they are, others with their type."""
+    from ..model import InputError
+
+    if isinstance(exc, InputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,55 @@
+// The frame around every view: the kernel's error message and progress, above the view's own content.
+import { h, setText } from "./dom";
+import type { Model } from "./types";
+
+export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElement; cleanup: () => void } {
+  const errorText = h("span", { class: "fw-error-text" });
+  const dismiss = h("button", { text: "×", title: "Dismiss", attrs: { "aria-label": "Dismiss error" } });
+  const error = h("div", { class: "fw-error", attrs: { role: "alert" } }, [errorText, dismiss]);
+  const progressText = h("span", { class: "fw-progress-text" });
+  const fill = h("div", { class: "fw-progress-fill" });
+  const progress = h("div", { class: "fw-progress", attrs: { role: "status" } }, [
+    h("div", { class: "fw-progress-track" }, [fill]),
+    progressText,
+  ]);
+  const status = h("div", { class: "fw-status" });
+  const content = h("div", { class: "fw-content" });
+  const root = h("div", { class: "fw-root" }, [status, content]);
+  el.appendChild(root);
+
+  const showError = () => {
+    const msg = String(model.get("error") ?? "");
+    setText(errorText, msg);
+    if (msg && !error.parentNode) status.prepend(error);
+    if (!msg && error.parentNode) error.remove();
+  };
+  const showProgress = () => {
+    const p = model.get("progress") ?? {};
+    const msg = typeof p.message === "string" ? p.message : "";
+    if (!msg) {
+      progress.remove();
+      return;
+    }
+    setText(progressText, msg);
+    const f = typeof p.fraction === "number" ? Math.min(1, Math.max(0, p.fraction)) : null;
+    fill.classList.toggle("fw-indeterminate", f === null);
+    fill.style.width = f === null ? "" : `${(f * 100).toFixed(1)}%`;
+    if (!progress.parentNode) status.appendChild(progress);
+  };
+  dismiss.addEventListener("click", () => {
+    model.set("error", "");
+    model.save_changes();
+  });
+  model.on("change:error", showError);
+  model.on("change:progress", showProgress);
+  showError();
+  showProgress();
+  return {
+    content,
+    cleanup: () => {
+      model.off("change:error", showError);
+      model.off("change:progress", showProgress);
+      root.remove();
+    },
+  };
+}

@@ -1,0 +1,278 @@
+// A reusable canvas heatmap: row/column labels, optional text in cells, hover tooltip, click/keyboard
+// selection, highlighted cell. Hover and click use data already in the browser (no kernel round trip).
+import { h, perFrame, setText, showToken } from "./dom";
+import { css, readTheme, Scale, textOn, Theme } from "./theme";
+
+export interface HeatmapData {
+  rows: number;
+  cols: number;
+  values: Float32Array; // row-major [rows, cols]; NaN draws as empty
+  rowLabels: string[];
+  colLabels: string[]; // raw tokens: shown with showToken()
+  scale: Scale;
+  cellText?: (row: number, col: number) => string; // e.g. the logit lens' top token
+  rowTitle?: string;
+  colTitle?: string;
+}
+
+export interface HeatmapOptions {
+  /** Draw data row 0 at the bottom (layers stacked upwards like the residual stream). */
+  flipRows?: boolean;
+  cellHeight?: number;
+  minCellWidth?: number;
+  maxCellWidth?: number;
+  tooltip?: (row: number, col: number) => string[];
+  onClick?: (row: number, col: number) => void;
+  onHover?: (row: number, col: number) => void;
+  ariaLabel?: string;
+}
+
+export class Heatmap {
+  readonly el: HTMLElement;
+  readonly canvas: HTMLCanvasElement;
+  private tip: HTMLElement;
+  private data: HeatmapData | null = null;
+  private selected: [number, number] | null = null;
+  private hovered: [number, number] | null = null;
+  private geom = { x0: 0, y0: 0, cw: 0, ch: 0, width: 0, height: 0, rotate: false };
+  private theme: Theme | null = null;
+  private resize?: ResizeObserver;
+  private onMove: ReturnType<typeof perFrame<[number, number, number, number]>>;
+
+  constructor(private opts: HeatmapOptions = {}) {
+    this.canvas = h("canvas", { class: "fw-heatmap-canvas", attrs: { tabindex: "0", role: "img", "aria-label": opts.ariaLabel ?? "heatmap" } });
+    this.tip = h("div", { class: "fw-tooltip", style: { display: "none" } });
+    this.el = h("div", { class: "fw-heatmap" }, [this.canvas, this.tip]);
+    this.onMove = perFrame((x: number, y: number, px: number, py: number) => this.hover(x, y, px, py));
+    const local = (e: MouseEvent): [number, number] => {
+      const r = this.canvas.getBoundingClientRect();
+      return [e.clientX - r.left, e.clientY - r.top];
+    };
+    this.canvas.addEventListener("mousemove", (e) => this.onMove(...local(e), e.clientX, e.clientY));
+    this.canvas.addEventListener("mouseleave", () => {
+      this.onMove.cancel();
+      this.hovered = null;
+      this.tip.style.display = "none";
+      this.draw();
+    });
+    this.canvas.addEventListener("click", (e) => {
+      const cell = this.cellAt(...local(e));
+      if (cell) this.choose(cell[0], cell[1]);
+    });
+    this.canvas.addEventListener("keydown", (e) => this.key(e));
+    if (typeof ResizeObserver === "function") {
+      let lastWidth = -1;
+      this.resize = new ResizeObserver(() => {
+        const w = this.el.clientWidth;
+        if (w !== lastWidth) {
+          lastWidth = w;
+          this.draw();
+        }
+      });
+      this.resize.observe(this.el);
+    }
+  }
+
+  setData(data: HeatmapData): void {
+    this.data = data;
+    if (this.selected && (this.selected[0] >= data.rows || this.selected[1] >= data.cols)) this.selected = null;
+    this.draw();
+  }
+
+  select(cell: [number, number] | null): void {
+    this.selected = cell;
+    this.draw();
+  }
+
+  get selection(): [number, number] | null {
+    return this.selected;
+  }
+
+  destroy(): void {
+    this.resize?.disconnect();
+    this.onMove.cancel();
+  }
+
+  /** Centre of a data cell in CSS pixels relative to the canvas (used by tests and keyboard focus). */
+  cellCenter(row: number, col: number): [number, number] {
+    const g = this.geom;
+    const r = this.displayRow(row);
+    return [g.x0 + (col + 0.5) * g.cw, g.y0 + (r + 0.5) * g.ch];
+  }
+
+  private displayRow(row: number): number {
+    return this.opts.flipRows && this.data ? this.data.rows - 1 - row : row;
+  }
+
+  private cellAt(x: number, y: number): [number, number] | null {
+    const g = this.geom;
+    if (!this.data || g.cw <= 0) return null;
+    const c = Math.floor((x - g.x0) / g.cw);
+    const r = Math.floor((y - g.y0) / g.ch);
+    if (c < 0 || r < 0 || c >= this.data.cols || r >= this.data.rows) return null;
+    return [this.displayRow(r), c];
+  }
+
+  private choose(row: number, col: number): void {
+    this.selected = [row, col];
+    this.draw();
+    this.opts.onClick?.(row, col);
+  }
+
+  private key(e: KeyboardEvent): void {
+    if (!this.data) return;
+    const [r, c] = this.selected ?? [this.opts.flipRows ? this.data.rows - 1 : 0, 0];
+    const up = this.opts.flipRows ? 1 : -1;
+    const moves: Record<string, [number, number]> = { ArrowUp: [up, 0], ArrowDown: [-up, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const m = moves[e.key];
+    if (!m && e.key !== "Enter") return;
+    e.preventDefault();
+    const nr = Math.min(this.data.rows - 1, Math.max(0, r + (m?.[0] ?? 0)));
+    const nc = Math.min(this.data.cols - 1, Math.max(0, c + (m?.[1] ?? 0)));
+    this.choose(nr, nc);
+  }
+
+  private hover(x: number, y: number, clientX: number, clientY: number): void {
+    const cell = this.cellAt(x, y);
+    const same = cell && this.hovered && cell[0] === this.hovered[0] && cell[1] === this.hovered[1];
+    this.hovered = cell;
+    if (!cell || !this.opts.tooltip) {
+      this.tip.style.display = "none";
+    } else {
+      if (!same) {
+        const lines = this.opts.tooltip(cell[0], cell[1]);
+        this.tip.replaceChildren(...lines.map((line, i) => h("div", { class: i === 0 ? "fw-tooltip-head" : "", text: line })));
+        this.opts.onHover?.(cell[0], cell[1]);
+      }
+      this.tip.style.display = "block";
+      // Position next to the pointer, inside the heatmap box, flipping left near the right edge.
+      const box = this.el.getBoundingClientRect();
+      const tw = this.tip.offsetWidth || 160;
+      let left = clientX - box.left + 14;
+      if (left + tw > box.width) left = Math.max(0, clientX - box.left - tw - 14);
+      this.tip.style.left = `${left}px`;
+      this.tip.style.top = `${clientY - box.top + 14}px`;
+    }
+    if (!same) this.draw();
+  }
+
+  /** Redraw everything (cheap: a few thousand rectangles at most). Reads the theme each time. */
+  draw(): void {
+    const d = this.data;
+    const ctx = this.canvas.getContext("2d");
+    this.theme = readTheme(this.el);
+    const t = this.theme;
+    if (!d || !ctx) return;
+    const font = `${t.fontSize - 2}px ${t.font}`;
+    const mono = `${t.fontSize - 2}px ${t.mono}`;
+    ctx.font = mono;
+    const labels = d.colLabels.map(showToken);
+    const widest = Math.max(10, ...labels.map((s) => ctx.measureText(s).width));
+    ctx.font = font;
+    const rowLabelW = Math.max(...d.rowLabels.map((s) => ctx.measureText(s).width), 10) + 8;
+    const x0 = rowLabelW + (d.rowTitle ? 16 : 0);
+    const avail = Math.max(200, (this.el.clientWidth || 800) - x0 - 8);
+    const cw = Math.max(this.opts.minCellWidth ?? 14, Math.min(this.opts.maxCellWidth ?? 64, avail / Math.max(1, d.cols)));
+    const ch = this.opts.cellHeight ?? 14;
+    const rotate = widest + 6 > cw;
+    const labelH = rotate ? Math.min(110, widest * 0.72 + 14) : t.fontSize + 8;
+    const width = Math.ceil(x0 + cw * d.cols + (rotate ? 40 : 8));
+    const height = Math.ceil(4 + ch * d.rows + labelH + (d.colTitle ? 16 : 0));
+    const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+    if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
+      this.canvas.width = Math.round(width * dpr);
+      this.canvas.height = Math.round(height * dpr);
+      this.canvas.style.width = `${width}px`;
+      this.canvas.style.height = `${height}px`;
+    }
+    this.geom = { x0, y0: 4, cw, ch, width, height, rotate };
+    const g = this.geom;
+    this.canvas.dataset.rows = String(d.rows);
+    this.canvas.dataset.cols = String(d.cols);
+    this.canvas.dataset.geometry = JSON.stringify({ x0, y0: g.y0, cw, ch, flip: !!this.opts.flipRows });
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.textBaseline = "middle";
+    // cells
+    const gap = cw > 6 && ch > 6 ? 1 : 0;
+    for (let r = 0; r < d.rows; r++) {
+      const y = g.y0 + this.displayRow(r) * ch;
+      for (let c = 0; c < d.cols; c++) {
+        const v = d.values[r * d.cols + c];
+        const x = x0 + c * cw;
+        if (Number.isNaN(v)) continue;
+        const rgb = d.scale.color(v);
+        ctx.fillStyle = css(rgb);
+        ctx.fillRect(x, y, cw - gap, ch - gap);
+        const text = d.cellText?.(r, c);
+        if (text && cw >= 22) {
+          ctx.font = mono;
+          ctx.fillStyle = textOn(rgb);
+          ctx.textAlign = "center";
+          ctx.fillText(clip(ctx, showToken(text), cw - 4), x + cw / 2, y + ch / 2 + 0.5);
+        }
+      }
+    }
+    // row labels (every label if they fit, else every n-th)
+    ctx.font = font;
+    ctx.fillStyle = t.muted;
+    ctx.textAlign = "right";
+    const every = Math.max(1, Math.ceil((t.fontSize + 1) / ch));
+    for (let r = 0; r < d.rows; r++) {
+      if (r % every !== 0 && r !== d.rows - 1) continue;
+      ctx.fillText(d.rowLabels[r], x0 - 5, g.y0 + (this.displayRow(r) + 0.5) * ch);
+    }
+    if (d.rowTitle) {
+      ctx.save();
+      ctx.translate(8, g.y0 + (d.rows * ch) / 2);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "center";
+      ctx.fillText(d.rowTitle, 0, 0);
+      ctx.restore();
+    }
+    // column labels: tokens, rotated when they do not fit
+    ctx.font = mono;
+    ctx.fillStyle = t.text;
+    const yl = g.y0 + d.rows * ch + 6;
+    for (let c = 0; c < d.cols; c++) {
+      const xc = x0 + (c + 0.5) * cw;
+      const hot = this.selected?.[1] === c || this.hovered?.[1] === c;
+      ctx.fillStyle = hot ? t.accent : t.text;
+      if (rotate) {
+        ctx.save();
+        ctx.translate(xc, yl);
+        ctx.rotate(Math.PI / 4);
+        ctx.textAlign = "left";
+        ctx.fillText(clip(ctx, labels[c], 140), 0, 0);
+        ctx.restore();
+      } else {
+        ctx.textAlign = "center";
+        ctx.fillText(labels[c], xc, yl + t.fontSize / 2);
+      }
+    }
+    if (d.colTitle) {
+      ctx.font = font;
+      ctx.fillStyle = t.muted;
+      ctx.textAlign = "center";
+      ctx.fillText(d.colTitle, x0 + (d.cols * cw) / 2, height - 8);
+    }
+    // hover and selection outlines
+    const outline = (cell: [number, number] | null, color: string, lw: number) => {
+      if (!cell) return;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = lw;
+      ctx.strokeRect(x0 + cell[1] * cw + lw / 2, g.y0 + this.displayRow(cell[0]) * ch + lw / 2, cw - gap - lw, ch - gap - lw);
+    };
+    outline(this.hovered, t.muted, 1);
+    outline(this.selected, t.dark ? "#ffd54f" : "#ff6f00", 2);
+  }
+}
+
+function clip(ctx: CanvasRenderingContext2D, s: string, width: number): string {
+  if (ctx.measureText(s).width <= width) return s;
+  let out = s;
+  while (out.length > 1 && ctx.measureText(out + "…").width > width) out = out.slice(0, -1);
+  return out + "…";
+}
+
+export { setText };

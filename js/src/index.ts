@@ -1,0 +1,36 @@
+// The single ESM bundle behind every ffn_widgets widget: dispatch on the model's `view` name.
+import { h } from "./dom";
+import { mountFrame } from "./frame";
+import { channel, closeChannel } from "./messages";
+import { ensureStyle } from "./style";
+import type { Model, RenderProps } from "./types";
+import { views } from "./views/index";
+
+export function initialize({ model }: { model: Model }): () => void {
+  channel(model); // message handlers (acks, custom messages) once per model, not per rendered view
+  return () => closeChannel(model);
+}
+
+export function render({ model, el }: RenderProps): () => void {
+  ensureStyle();
+  const frame = mountFrame(model, el);
+  const name = String(model.get("view") ?? "");
+  const view = views[name];
+  let cleanup: (() => void) | void;
+  if (!view) {
+    const known = Object.keys(views).sort().join(", ") || "none";
+    frame.content.appendChild(h("div", { class: "fw-error", text: `Unknown view "${name}" (this bundle has: ${known}). Rebuild the front end with \`make js\`.` }));
+  } else {
+    try {
+      cleanup = view({ model, el: frame.content });
+    } catch (err) {
+      frame.content.appendChild(h("div", { class: "fw-error", text: `The "${name}" view failed to draw: ${String(err)}` }));
+    }
+  }
+  return () => {
+    if (typeof cleanup === "function") cleanup();
+    frame.cleanup();
+  };
+}
+
+export default { initialize, render };

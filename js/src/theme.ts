@@ -1,0 +1,193 @@
+// Colours and fonts from the host's CSS variables (JupyterLab --jp-*, VS Code --vscode-*), light or dark,
+// plus the colour scales every view shares and a legend for them.
+export type RGB = [number, number, number];
+
+export interface Theme {
+  dark: boolean;
+  background: string;
+  surface: string;
+  text: string;
+  muted: string;
+  border: string;
+  accent: string;
+  errorColor: string;
+  font: string;
+  mono: string;
+  fontSize: number;
+}
+
+function cssVar(el: Element, names: string[], fallback: string): string {
+  const style = getComputedStyle(el);
+  for (const n of names) {
+    const v = style.getPropertyValue(n).trim();
+    if (v) return v;
+  }
+  return fallback;
+}
+
+const NAMED: Record<string, RGB> = { white: [255, 255, 255], black: [0, 0, 0], transparent: [255, 255, 255] };
+
+/** Any CSS colour as RGB: hex, rgb()/rgba(), a few names; other syntaxes through a canvas when one exists. */
+export function parseColor(css: string): RGB | null {
+  const s = css.trim().toLowerCase();
+  if (NAMED[s]) return NAMED[s];
+  let m = /^#([0-9a-f]{3,8})$/.exec(s);
+  if (m) {
+    let hex = m[1];
+    if (hex.length === 3 || hex.length === 4) hex = hex.split("").map((c) => c + c).join("");
+    return [parseInt(hex.slice(0, 2), 16), parseInt(hex.slice(2, 4), 16), parseInt(hex.slice(4, 6), 16)];
+  }
+  m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/.exec(s);
+  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
+  try {
+    const ctx = document.createElement("canvas").getContext("2d");
+    if (ctx) {
+      ctx.fillStyle = "#010203";
+      ctx.fillStyle = s;
+      if (ctx.fillStyle !== "#010203") return parseColor(ctx.fillStyle);
+    }
+  } catch {
+    /* no canvas (jsdom): fall through */
+  }
+  return null;
+}
+
+export function luminance([r, g, b]: RGB): number {
+  const lin = (c: number) => {
+    const x = c / 255;
+    return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+export function readTheme(el: Element): Theme {
+  const background = cssVar(el, ["--jp-layout-color0", "--vscode-editor-background"], "");
+  const bodyLight = document.body?.getAttribute("data-jp-theme-light");
+  let dark: boolean;
+  if (bodyLight === "true" || bodyLight === "false") dark = bodyLight === "false";
+  else if (background) dark = luminance(parseColor(background) ?? [255, 255, 255]) < 0.3;
+  else dark = document.body?.classList.contains("vscode-dark") ?? false;
+  const d = (light: string, darkValue: string) => (dark ? darkValue : light);
+  return {
+    dark,
+    background: background || d("#ffffff", "#1e1e1e"),
+    surface: cssVar(el, ["--jp-layout-color1", "--vscode-sideBar-background"], d("#f7f7f8", "#252526")),
+    text: cssVar(el, ["--jp-ui-font-color0", "--jp-content-font-color0", "--vscode-foreground"], d("#1f2328", "#e6e6e6")),
+    muted: cssVar(el, ["--jp-ui-font-color2", "--vscode-descriptionForeground"], d("#6a737d", "#9aa0a6")),
+    border: cssVar(el, ["--jp-border-color1", "--vscode-panel-border"], d("#d0d7de", "#3c3c3c")),
+    accent: cssVar(el, ["--jp-brand-color1", "--vscode-focusBorder"], d("#1976d2", "#4fa3ff")),
+    errorColor: cssVar(el, ["--jp-error-color1", "--vscode-errorForeground"], d("#c62828", "#ff6b6b")),
+    font: cssVar(el, ["--jp-ui-font-family", "--vscode-font-family"], "system-ui, -apple-system, 'Segoe UI', sans-serif"),
+    mono: cssVar(el, ["--jp-code-font-family", "--vscode-editor-font-family"], "ui-monospace, Menlo, Consolas, monospace"),
+    fontSize: parseFloat(cssVar(el, ["--jp-ui-font-size1"], "13px")) || 13,
+  };
+}
+
+/** Call `cb` when the host switches theme (JupyterLab body attributes, VS Code body class, OS scheme). */
+export function onThemeChange(cb: () => void): () => void {
+  const obs = new MutationObserver(() => cb());
+  if (document.body) obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class"] });
+  const mq = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
+  mq?.addEventListener?.("change", cb);
+  return () => {
+    obs.disconnect();
+    mq?.removeEventListener?.("change", cb);
+  };
+}
+
+// ---- colour scales -------------------------------------------------------------------------
+// Stops chosen so the low end sits near the page background (empty cells recede) and lightness changes
+// monotonically (readable in grey scale); dark themes get their own stops rather than an inversion.
+const SEQ_LIGHT = ["#f4f7fb", "#c9dcef", "#86b3dc", "#3f7fbf", "#1b4f8f", "#0b2a57"];
+const SEQ_DARK = ["#1d222b", "#213a57", "#285f8f", "#3a8bc4", "#79bde6", "#d6f0ff"];
+const DIV_LIGHT = ["#1c4f96", "#5b8fca", "#b7cfe8", "#f4f4f4", "#f1c0a3", "#d8734f", "#9c2a1c"];
+const DIV_DARK = ["#7db6ff", "#3f78b8", "#27405e", "#24272d", "#6b3a2c", "#c0603e", "#ffb08a"];
+
+const hexCache = new Map<string, RGB>();
+function hex(s: string): RGB {
+  let c = hexCache.get(s);
+  if (!c) hexCache.set(s, (c = parseColor(s)!));
+  return c;
+}
+
+function ramp(stops: string[], t: number): RGB {
+  const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = hex(stops[i]);
+  const b = hex(stops[i + 1]);
+  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f].map(Math.round) as RGB;
+}
+
+export interface Scale {
+  kind: "sequential" | "diverging";
+  min: number;
+  max: number;
+  color(value: number): RGB;
+  /** Position of a value on the scale, 0..1. */
+  position(value: number): number;
+}
+
+/** Sequential for non-negative quantities (probabilities, activations); `log` for ranks and the like. */
+export function sequential(theme: Theme, min: number, max: number): Scale {
+  const stops = theme.dark ? SEQ_DARK : SEQ_LIGHT;
+  const span = max - min || 1;
+  const position = (v: number) => (v - min) / span;
+  return { kind: "sequential", min, max, position, color: (v) => ramp(stops, position(v)) };
+}
+
+/** Diverging around zero for signed quantities (contributions): blue below, red above. */
+export function diverging(theme: Theme, limit: number): Scale {
+  const stops = theme.dark ? DIV_DARK : DIV_LIGHT;
+  const m = Math.abs(limit) || 1;
+  const position = (v: number) => 0.5 + v / (2 * m);
+  return { kind: "diverging", min: -m, max: m, position, color: (v) => ramp(stops, position(v)) };
+}
+
+export function css([r, g, b]: RGB): string {
+  return `rgb(${r},${g},${b})`;
+}
+
+/** Black or white text, whichever reads better on the given cell colour. */
+export function textOn(bg: RGB): string {
+  return luminance(bg) > 0.35 ? "#111" : "#fff";
+}
+
+export function formatNumber(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(3);
+}
+
+/** A horizontal colour bar with its title and end labels; call `update` when the scale changes. */
+export function legend(): { el: HTMLElement; update(scale: Scale, title: string, fmt?: (v: number) => string): void } {
+  const el = document.createElement("div");
+  el.className = "fw-legend";
+  const title = document.createElement("span");
+  title.className = "fw-legend-title";
+  const lo = document.createElement("span");
+  const bar = document.createElement("canvas");
+  bar.className = "fw-legend-bar";
+  bar.width = 160;
+  bar.height = 10;
+  const hi = document.createElement("span");
+  el.append(title, lo, bar, hi);
+  return {
+    el,
+    update(scale, text, fmt = formatNumber) {
+      title.textContent = text;
+      lo.textContent = fmt(scale.min);
+      hi.textContent = fmt(scale.max);
+      const ctx = bar.getContext?.("2d");
+      if (!ctx) return;
+      for (let x = 0; x < bar.width; x++) {
+        const v = scale.min + ((scale.max - scale.min) * (x + 0.5)) / bar.width;
+        ctx.fillStyle = css(scale.color(v));
+        ctx.fillRect(x, 0, 1, bar.height);
+      }
+    },
+  };
+}
