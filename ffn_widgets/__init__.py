@@ -20,6 +20,8 @@ _LAZY = {
     "value_tokens": "values", "ValueTokens": "values",
     "load_facts": "facts",
     "top_neurons": "neurons", "NeuronRanking": "neurons", "contributions": "neurons",
+    "Explorer": "widgets.explorer", "ActivationHeatmap": "widgets.prompt_views", "LogitLens": "widgets.prompt_views",
+    "NeuronList": "widgets.neuron_list",
 }
 
 

@@ -2,5 +2,9 @@
 holds no science: it calls an analysis and packs the result with :func:`arrays.pack`."""
 from .arrays import pack, unpack
 from .base import ViewWidget, bundle_built, handles
+from .explorer import Explorer
+from .neuron_list import NeuronList
+from .prompt_views import ActivationHeatmap, LogitLens, PromptView
 
-__all__ = ["ViewWidget", "handles", "bundle_built", "pack", "unpack"]
+__all__ = ["ViewWidget", "handles", "bundle_built", "pack", "unpack", "Explorer", "ActivationHeatmap", "LogitLens",
+           "NeuronList", "PromptView"]

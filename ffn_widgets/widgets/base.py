@@ -103,7 +103,7 @@ class ViewWidget(anywidget.AnyWidget):
                 raise ValueError(f"This widget has no handler for message type {kind!r} (known: {known}).")
             with self.reporting():
                 handler(msg)
-                ok = True
+                ok = not self.error  # an observer the handler triggered may have reported an error
         except Exception as exc:  # noqa: BLE001 - the unknown-type error belongs in the widget too
             self.error = describe(exc)
         finally:

@@ -1,6 +1,8 @@
 // The stylesheet of every view, injected once per page. Colours come from --jp-* variables with
 // fallbacks, so JupyterLab's light/dark themes (and VS Code's) apply without a redraw.
 const CSS = `
+.fw-root { --fw-pos: #d8734f; --fw-neg: #5b8fca; }
+[data-jp-theme-light="false"] .fw-root { --fw-pos: #ff9a76; --fw-neg: #7db6ff; }
 .fw-root { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: var(--jp-ui-font-size1, 13px);
   color: var(--jp-ui-font-color0, #1f2328); background: var(--jp-layout-color0, transparent); padding: 4px 0;
   position: relative; line-height: 1.4; }

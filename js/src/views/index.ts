@@ -2,5 +2,14 @@
 // To add a view: write js/src/views/<name>.ts exporting `render({model, el})` (returning a cleanup
 // function), import it here and add one line to `views`.
 import type { View } from "../types";
+import { render as activations } from "./activations";
+import { render as explorer } from "./explorer";
+import { render as lens } from "./lens";
+import { render as neurons } from "./neurons";
 
-export const views: Record<string, View> = {};
+export const views: Record<string, View> = {
+  explorer,
+  heatmap: activations,
+  lens,
+  neurons,
+};

@@ -1,0 +1,190 @@
+"""Views of one prompt: ``ActivationHeatmap``, ``LogitLens`` and the state they share with the explorer.
+
+Editing the prompt (``widget.prompt = ...`` or the prompt box) reruns the model; changing the target
+recomputes contributions and the lens from the cached run. All data for hovering and clicking is sent
+with the run (see :mod:`.payload`), so those gestures stay in the browser.
+
+    fw.ActivationHeatmap(lm, "The Eiffel Tower is located in the city of")
+    fw.LogitLens(lm, "The Eiffel Tower is located in the city of", target=" Paris").figure()
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import traitlets
+
+from ..model import LM, InputError
+from ..neurons import NeuronRanking, top_neurons
+from .arrays import pack
+from .base import ViewWidget, handles
+from .payload import Computed, compute, run_payload, value_payload
+
+STATS = ("max_act", "contrib", "neuron")
+
+
+class PromptView(ViewWidget):
+    """Shared state of the prompt views; subclasses choose the ``view`` and which analyses to send."""
+
+    prompt = traitlets.Unicode("").tag(sync=True)
+    target = traitlets.Unicode("").tag(sync=True)  # "" = the model's own top prediction
+    data = traitlets.Dict({}).tag(sync=True)
+    values = traitlets.Dict({}).tag(sync=True)
+    neuron = traitlets.Dict({}).tag(sync=True)  # {"layer", "neuron", "acts"} of the selected neuron
+    cell = traitlets.Dict({}).tag(sync=True)  # {"layer", "token"} clicked in the heatmap
+    stat = traitlets.Unicode("max_act").tag(sync=True)
+    rank_by = traitlets.Unicode("contribution").tag(sync=True)
+    lens_stage = traitlets.Unicode("post").tag(sync=True)
+    lens_value = traitlets.Unicode("prob").tag(sync=True)
+
+    _with_lens = True
+    _with_top = True
+
+    def __init__(self, lm: LM, prompt: str, target: str | int | None = None, k: int = 8, **kwargs):
+        if not isinstance(lm, LM):
+            raise InputError(f"Pass a model loaded with fw.load_model(), got {type(lm).__name__}.")
+        super().__init__(**kwargs)
+        self.lm, self.k = lm, k
+        self.computed: Computed | None = None
+        self._neuron_callbacks: list[Callable[[int, int], object]] = []
+        lm.encode(prompt)  # bad prompts fail here, before any widget is shown
+        self.target = "" if target is None else (target if isinstance(target, str) else lm.tokenizer.decode([target]))
+        self.prompt = prompt  # runs the model (observer)
+        if self.computed is None or self.error:
+            raise InputError(self.error or "The model could not be run on this prompt.")
+
+    # ---- recomputation ----------------------------------------------------------------------
+    @traitlets.observe("prompt")
+    def _prompt_changed(self, change):
+        self._refresh(rerun=True)
+
+    @traitlets.observe("target")
+    def _target_changed(self, change):
+        if self.computed is not None:
+            self._refresh(rerun=False)
+
+    @traitlets.validate("stat")
+    def _valid_stat(self, proposal):
+        if proposal["value"] not in STATS:
+            raise traitlets.TraitError(f"stat must be one of {', '.join(STATS)}, got {proposal['value']!r}.")
+        return proposal["value"]
+
+    def _refresh(self, rerun: bool) -> None:
+        with self.reporting(), self.busy("Running the model" if rerun else "Recomputing for the new target") as step:
+            source = self.prompt if rerun or self.computed is None else self.computed.run
+            run = self.lm.run(source) if isinstance(source, str) else source
+            step("Logit lens and contributions")
+            c = compute(self.lm, run, self.target or None, self.k, lens=self._with_lens, top=self._with_top)
+            self.computed = c
+            if self.cell and (self.cell.get("token", 0) >= run.n_tokens):
+                self.cell = {}
+            self.data = run_payload(self.lm, c)
+            if self.neuron:
+                self._send_neuron(self.neuron["layer"], self.neuron["neuron"])
+            if self._with_top:
+                self.values = value_payload(self.lm, c, step=step)
+
+    # ---- gestures ---------------------------------------------------------------------------
+    @handles("set_prompt")
+    def _on_set_prompt(self, msg):
+        self.prompt = str(msg.get("prompt", ""))
+
+    @handles("set_target")
+    def _on_set_target(self, msg):
+        target = msg.get("target", "")
+        if isinstance(target, int):
+            target = self.lm.tokenizer.decode([self.lm.target_ids(target)[0]])
+        self.target = str(target)
+
+    @handles("select_neuron")
+    def _on_select_neuron(self, msg):
+        self.select_neuron(int(msg["layer"]), int(msg["neuron"]))
+
+    def select_neuron(self, layer: int, neuron: int) -> None:
+        """Show this neuron's activations in the heatmap and tell the ``on_neuron_selected`` callbacks."""
+        self.lm.check_layer(layer)
+        self.lm.check_neuron(neuron)
+        self._send_neuron(layer, neuron)
+        self.stat = "neuron"
+        for callback in list(self._neuron_callbacks):
+            callback(layer, neuron)
+
+    def _send_neuron(self, layer: int, neuron: int) -> None:
+        acts = self.computed.run.activations[layer, :, neuron]
+        self.neuron = {"layer": layer, "neuron": neuron, "acts": pack(acts, "float32")}
+
+    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
+        """Call ``callback(layer, neuron)`` whenever the user picks a neuron (errors show in the widget)."""
+        self._neuron_callbacks.append(callback)
+
+    # ---- exports ----------------------------------------------------------------------------
+    @property
+    def run(self):
+        return self.computed.run
+
+    def top_neurons(self, layer: int | None = None, position: int | None = None, by: str | None = None,
+                    k: int | None = None) -> NeuronRanking:
+        """The neuron list of a cell (default: the clicked one, else the last token of the top layer)."""
+        layer = self.cell.get("layer", self.lm.n_layers - 1) if layer is None else layer
+        position = self.cell.get("token", -1) if position is None else position
+        return top_neurons(self.lm, self.computed.run, layer, position, k=k or self.k, by=by or self.rank_by,
+                           target=self.computed.target_id)
+
+    def heatmap_figure(self, stat: str | None = None):
+        """The activation heatmap as a plotly figure (tokens × layers, coloured by the statistic)."""
+        import plotly.graph_objects as go
+
+        from ..neurons import layer_contributions
+
+        stat = stat or self.stat
+        run, c = self.computed.run, self.computed
+        if stat == "contrib":
+            z, title, scale = layer_contributions(self.lm, run, c.target_id), f"MLP → logit of {c.target_text!r}", "RdBu_r"
+        elif stat == "neuron" and self.neuron:
+            layer, n = self.neuron["layer"], self.neuron["neuron"]
+            z = run.activations.new_full((self.lm.n_layers, run.n_tokens), float("nan"))
+            z[layer] = run.activations[layer, :, n]
+            title, scale = f"activation of L{layer}.N{n}", "Blues"
+        else:
+            z, title, scale = run.activations.abs().amax(-1), "max |activation| in the layer", "Blues"
+        x = [f"{i}:{t}" for i, t in enumerate(run.tokens)]
+        fig = go.Figure(go.Heatmap(z=z.detach().numpy(), x=x, y=list(range(self.lm.n_layers)), colorscale=scale,
+                                   zmid=0 if stat == "contrib" else None, colorbar={"title": title}))
+        fig.update_layout(title=f"{title}: {run.prompt!r}", xaxis_title="token", yaxis_title="layer",
+                          height=max(300, 16 * self.lm.n_layers + 120))
+        return fig
+
+
+class ActivationHeatmap(PromptView):
+    """Tokens × layers coloured by a statistic; click a cell for its top neurons (no kernel round trip)."""
+
+    view = traitlets.Unicode("heatmap").tag(sync=True)
+    _with_lens = False
+
+    def __init__(self, lm: LM, prompt: str, target: str | int | None = None, stat: str = "max_act", k: int = 8,
+                 **kwargs):
+        super().__init__(lm, prompt, target, k, stat=stat, **kwargs)
+
+    def figure(self, stat: str | None = None):
+        return self.heatmap_figure(stat)
+
+
+class LogitLens(PromptView):
+    """Layers × positions: each cell's top token, coloured by the target's probability or rank."""
+
+    view = traitlets.Unicode("lens").tag(sync=True)
+    _with_top = False
+
+    def __init__(self, lm: LM, prompt: str, target: str | int | None = None, stage: str = "post",
+                 value: str = "prob", **kwargs):
+        if stage not in ("post", "mid"):
+            raise InputError(f"stage must be 'post' (after each block) or 'mid' (before each MLP), got {stage!r}.")
+        if value not in ("prob", "rank"):
+            raise InputError(f"value must be 'prob' or 'rank', got {value!r}.")
+        super().__init__(lm, prompt, target, lens_stage=stage, lens_value=value, **kwargs)
+
+    @property
+    def lens(self):
+        return self.computed.lens
+
+    def figure(self, stage: str | None = None, value: str | None = None):
+        return self.computed.lens.figure(stage or self.lens_stage, value or self.lens_value)

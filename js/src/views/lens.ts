@@ -1,0 +1,6 @@
+import type { RenderProps } from "../types";
+import { renderPrompt } from "./prompt";
+
+export function render({ model, el }: RenderProps) {
+  return renderPrompt(model, el, { heatmap: false, lens: true });
+}

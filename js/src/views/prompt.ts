@@ -1,0 +1,434 @@
+// The prompt views: prompt box, target selector, activation heatmap + neuron list, logit lens.
+// The explorer shows all of them; ActivationHeatmap and LogitLens show their part. Hover and click read
+// the arrays already in the browser; only editing the prompt/target or picking a neuron talks to the kernel.
+import { decodeFloat, decodeInt, Packed } from "../arrays";
+import { neuronTable, NeuronRow } from "../components/neuronTable";
+import { h, setText, showToken } from "../dom";
+import { Heatmap } from "../heatmap";
+import { send, sendLatest } from "../messages";
+import { diverging, formatNumber, legend, onThemeChange, readTheme, Scale, sequential } from "../theme";
+import type { Model } from "../types";
+
+export interface Parts {
+  heatmap: boolean;
+  lens: boolean;
+}
+
+type Grid = { data: Float32Array | Int32Array; shape: number[] };
+
+interface Decoded {
+  tokens: string[];
+  L: number;
+  T: number;
+  k: number;
+  target: { id: number; text: string };
+  predictions: { id: number; text: string; prob: number }[];
+  maxAct?: Float32Array;
+  contrib?: Float32Array;
+  top?: Record<string, { ids: Int32Array; act: Float32Array; contrib: Float32Array }>;
+  lens?: Record<string, { prob: Float32Array; rank: Int32Array; top: Int32Array; topProb: Float32Array }>;
+}
+
+const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contrib: "MLP → target logit", neuron: "selected neuron" };
+
+function segmented(options: [string, string][], onPick: (v: string) => void) {
+  const buttons = options.map(([value, label]) =>
+    h("button", { text: label, attrs: { "data-value": value, type: "button" }, on: { click: () => onPick(value) } }),
+  );
+  return {
+    el: h("span", { class: "fw-seg" }, buttons),
+    set(value: string, disabled: string[] = []) {
+      for (const b of buttons) {
+        b.classList.toggle("fw-on", b.dataset.value === value);
+        b.disabled = disabled.includes(b.dataset.value!);
+      }
+    },
+    label(value: string, text: string) {
+      const b = buttons.find((x) => x.dataset.value === value);
+      if (b) setText(b, text);
+    },
+  };
+}
+
+export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () => void {
+  const vocab = new Map<number, string>();
+  let d: Decoded | null = null;
+  let valueRows = new Map<number, number>(); // layer * d_mlp + neuron -> row in values.top
+  let valueTop: Int32Array | null = null;
+  let valueK = 0;
+
+  // ---- prompt and target ------------------------------------------------------------------
+  const input = h("input", { attrs: { type: "text", "aria-label": "prompt", spellcheck: "false" } }) as HTMLInputElement;
+  let typing: ReturnType<typeof setTimeout> | null = null;
+  const submit = () => {
+    if (typing) clearTimeout(typing);
+    typing = null;
+    if (input.value !== model.get("prompt")) sendLatest(model, "set_prompt", { prompt: input.value });
+  };
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") submit();
+  });
+  input.addEventListener("input", () => {
+    if (typing) clearTimeout(typing);
+    typing = setTimeout(submit, 700);
+  });
+  const targetSelect = h("select", { attrs: { "aria-label": "target token" } });
+  const targetOther = h("input", { attrs: { type: "text", placeholder: "other target, e.g. ␣Paris → \" Paris\"", "aria-label": "custom target" }, style: { display: "none", width: "12em" } }) as HTMLInputElement;
+  targetSelect.addEventListener("change", () => {
+    if (targetSelect.value === "__other__") {
+      targetOther.style.display = "";
+      targetOther.focus();
+      return;
+    }
+    targetOther.style.display = "none";
+    send(model, "set_target", { target: targetSelect.value === "__auto__" ? "" : targetSelect.value });
+  });
+  targetOther.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && targetOther.value) send(model, "set_target", { target: targetOther.value });
+  });
+  const header = h("div", { class: "fw-prompt" }, [
+    h("span", { class: "fw-muted", text: "Prompt" }), input,
+    h("button", { class: "fw-button", text: "Run", attrs: { type: "button" }, on: { click: submit } }),
+  ]);
+  const targetBar = h("div", { class: "fw-toolbar" }, [
+    h("label", {}, ["Target", targetSelect, targetOther]),
+    h("span", { class: "fw-muted fw-target-note" }),
+  ]);
+  el.append(header, targetBar);
+
+  // ---- activation heatmap and neuron list ---------------------------------------------------------------
+  const statSeg = segmented([["max_act", STAT_LABEL.max_act], ["contrib", STAT_LABEL.contrib], ["neuron", STAT_LABEL.neuron]], (v) => {
+    model.set("stat", v);
+    model.save_changes();
+  });
+  const actLegend = legend();
+  const actMap = new Heatmap({
+    flipRows: true,
+    cellHeight: 12,
+    minCellWidth: 40,
+    maxCellWidth: 76,
+    ariaLabel: "activation heatmap",
+    tooltip: (r, c) => actTooltip(r, c),
+    onClick: (r, c) => pickCell(r, c),
+  });
+  const rankSeg = segmented([["contribution", "by contribution"], ["activation", "by |activation|"]], (v) => {
+    model.set("rank_by", v);
+    model.save_changes();
+  });
+  const cellTitle = h("span", { class: "fw-title" });
+  const table = neuronTable((layer, neuron) => send(model, "select_neuron", { layer, neuron }));
+  const neuronPanel = h("div", { class: "fw-panel fw-neurons-panel" }, [
+    h("div", { class: "fw-panel-head" }, [cellTitle, rankSeg.el]),
+    table.el,
+  ]);
+  const heatPanel = h("div", { class: "fw-panel fw-activation-panel" }, [
+    h("div", { class: "fw-panel-head" }, [h("span", { class: "fw-title", text: "MLP activations" }), statSeg.el]),
+    h("div", { class: "fw-toolbar" }, [actLegend.el]),
+    actMap.el,
+  ]);
+  if (parts.heatmap) el.append(heatPanel, neuronPanel);
+
+  // ---- logit lens ---------------------------------------------------------------------------
+  const stageSeg = segmented([["post", "after block"], ["mid", "before MLP"]], (v) => {
+    model.set("lens_stage", v);
+    model.save_changes();
+  });
+  const valueSeg = segmented([["prob", "probability"], ["rank", "rank"]], (v) => {
+    model.set("lens_value", v);
+    model.save_changes();
+  });
+  const lensLegend = legend();
+  const lensMap = new Heatmap({
+    flipRows: true,
+    cellHeight: 17,
+    minCellWidth: 40,
+    maxCellWidth: 76,
+    ariaLabel: "logit lens",
+    tooltip: (r, c) => lensTooltip(r, c),
+    onClick: (r, c) => pickCell(r, c),
+  });
+  const lensPanel = h("div", { class: "fw-panel fw-lens-panel" }, [
+    h("div", { class: "fw-panel-head" }, [h("span", { class: "fw-title", text: "Logit lens" }), h("span", {}, [stageSeg.el, " ", valueSeg.el])]),
+    h("div", { class: "fw-toolbar" }, [lensLegend.el, h("span", { class: "fw-muted", text: "cell text: the top token" })]),
+    lensMap.el,
+  ]);
+  if (parts.lens) el.append(lensPanel);
+
+  // ---- decoding ------------------------------------------------------------------------------
+  function addVocab(v: { ids: Packed; text: string[] } | undefined) {
+    if (!v) return;
+    const ids = decodeInt(v.ids).data;
+    ids.forEach((id, i) => vocab.set(id, v.text[i]));
+  }
+  const tok = (id: number) => vocab.get(id) ?? `#${id}`;
+
+  function decodeData(): Decoded | null {
+    const raw = model.get("data");
+    if (!raw || !raw.tokens) return null;
+    addVocab(raw.vocab);
+    const out: Decoded = {
+      tokens: raw.tokens, L: raw.n_layers, T: raw.tokens.length, k: 0,
+      target: raw.target, predictions: raw.predictions ?? [],
+    };
+    if (raw.grids) {
+      out.maxAct = decodeFloat(raw.grids.max_act).data;
+      out.contrib = decodeFloat(raw.grids.contrib).data;
+    }
+    if (raw.top) {
+      out.top = {};
+      for (const [by, t] of Object.entries<any>(raw.top)) {
+        const ids = decodeInt(t.ids);
+        out.k = ids.shape[2];
+        out.top[by] = { ids: ids.data, act: decodeFloat(t.act).data, contrib: decodeFloat(t.contrib).data };
+      }
+    }
+    if (raw.lens) {
+      out.lens = {};
+      for (const [stage, g] of Object.entries<any>(raw.lens)) {
+        out.lens[stage] = { prob: decodeFloat(g.prob).data, rank: decodeInt(g.rank).data, top: decodeInt(g.top).data, topProb: decodeFloat(g.top_prob).data };
+      }
+    }
+    return out;
+  }
+
+  function decodeValues() {
+    const raw = model.get("values");
+    valueRows = new Map();
+    valueTop = null;
+    if (!raw || !raw.neurons) return;
+    addVocab(raw.vocab);
+    const pairs = decodeInt(raw.neurons);
+    const top = decodeInt(raw.top);
+    valueTop = top.data;
+    valueK = top.shape[1];
+    const dm = Number(model.get("data")?.d_mlp ?? 1 << 20);
+    for (let i = 0; i < pairs.shape[0]; i++) valueRows.set(pairs.data[2 * i] * dm + pairs.data[2 * i + 1], i);
+  }
+
+  // ---- drawing -------------------------------------------------------------------------------
+  function neuronGrid(): Float32Array | null {
+    const n = model.get("neuron");
+    if (!d || !n || n.acts === undefined) return null;
+    const acts = decodeFloat(n.acts).data;
+    const g = new Float32Array(d.L * d.T).fill(NaN);
+    if (acts.length === d.T) g.set(acts, n.layer * d.T);
+    return g;
+  }
+
+  function drawActivations() {
+    if (!d || !parts.heatmap || !d.maxAct || !d.contrib) return;
+    const theme = readTheme(el);
+    const neuron = model.get("neuron");
+    let stat = String(model.get("stat"));
+    if (stat === "neuron" && !neuron?.acts) stat = "max_act";
+    statSeg.set(stat, neuron?.acts ? [] : ["neuron"]);
+    statSeg.label("contrib", `MLP → ${showToken(d.target.text)}`);
+    statSeg.label("neuron", neuron?.acts ? `L${neuron.layer}.N${neuron.neuron}` : STAT_LABEL.neuron);
+    let values: Float32Array;
+    let scale: Scale;
+    let title: string;
+    if (stat === "contrib") {
+      values = d.contrib;
+      scale = diverging(theme, robustMax(values));
+      title = `MLP output → logit of ${showToken(d.target.text)}`;
+    } else if (stat === "neuron") {
+      values = neuronGrid()!;
+      scale = diverging(theme, maxAbs(values));
+      title = `activation of L${neuron.layer}.N${neuron.neuron}`;
+    } else {
+      values = d.maxAct;
+      scale = sequential(theme, 0, robustMax(values));
+      title = "largest |activation| in the layer";
+    }
+    const clipped = maxAbs(values) > scale.max * 1.0001;
+    actLegend.update(scale, title, (v) => (clipped && v === scale.max ? `≥ ${formatNumber(v)}` : formatNumber(v)));
+    actMap.setData({
+      rows: d.L, cols: d.T, values, scale, rowLabels: layerLabels(d.L), colLabels: d.tokens,
+      rowTitle: "layer", colTitle: "token",
+    });
+    actMap.el.dataset.stat = stat;
+  }
+
+  function drawLens() {
+    if (!d || !parts.lens || !d.lens) return;
+    const theme = readTheme(el);
+    const stage = String(model.get("lens_stage")) === "mid" ? "mid" : "post";
+    const byRank = String(model.get("lens_value")) === "rank";
+    stageSeg.set(stage);
+    valueSeg.set(byRank ? "rank" : "prob");
+    const g = d.lens[stage];
+    let values: Float32Array;
+    let scale: Scale;
+    if (byRank) {
+      // log-scaled rank, inverted so that "rank 0" is the strongest colour like probability 1
+      const maxLog = Math.log10(65536);
+      values = Float32Array.from(g.rank, (r) => maxLog - Math.log10(r + 1));
+      scale = sequential(theme, 0, maxLog);
+      lensLegend.update(scale, `rank of ${showToken(d.target.text)}`, (v) => (v >= maxLog ? "0" : `${Math.round(10 ** (maxLog - v) - 1)}`));
+    } else {
+      values = g.prob;
+      scale = sequential(theme, 0, 1);
+      lensLegend.update(scale, `p(${showToken(d.target.text)})`);
+    }
+    lensMap.setData({
+      rows: d.L, cols: d.T, values, scale, rowLabels: layerLabels(d.L), colLabels: d.tokens,
+      cellText: (r, c) => tok(g.top[r * d!.T + c]), rowTitle: "layer", colTitle: "token",
+    });
+  }
+
+  function rowsFor(layer: number, token: number): NeuronRow[] {
+    if (!d?.top) return [];
+    const by = String(model.get("rank_by")) === "activation" ? "activation" : "contribution";
+    const t = d.top[by];
+    const dm = Number(model.get("data").d_mlp);
+    const rows: NeuronRow[] = [];
+    const base = (layer * d.T + token) * d.k;
+    for (let i = 0; i < d.k; i++) {
+      const neuron = t.ids[base + i];
+      const vr = valueRows.get(layer * dm + neuron);
+      rows.push({
+        layer, neuron, act: t.act[base + i], contrib: t.contrib[base + i],
+        valueTop: vr === undefined || !valueTop ? null : Array.from(valueTop.subarray(vr * valueK, (vr + 1) * valueK), tok),
+      });
+    }
+    return rows;
+  }
+
+  function drawNeurons() {
+    if (!d || !parts.heatmap) return;
+    const cell = model.get("cell") ?? {};
+    const by = String(model.get("rank_by")) === "activation" ? "activation" : "contribution";
+    rankSeg.set(by);
+    if (cell.layer === undefined || cell.token === undefined || cell.token >= d.T || cell.layer >= d.L) {
+      setText(cellTitle, "Top neurons");
+      table.update([], d.target.text, null);
+      table.el.style.display = "none";
+      neuronPanel.dataset.empty = "true";
+      if (!neuronPanel.querySelector(".fw-hint")) neuronPanel.append(h("div", { class: "fw-muted fw-hint", text: "Click a cell of the heatmap (or the lens) to list its top neurons." }));
+      return;
+    }
+    neuronPanel.querySelector(".fw-hint")?.remove();
+    table.el.style.display = "";
+    neuronPanel.dataset.empty = "false";
+    setText(cellTitle, `Top neurons · layer ${cell.layer} · token ${cell.token} ${showToken(d.tokens[cell.token])}`);
+    const n = model.get("neuron");
+    table.update(rowsFor(cell.layer, cell.token), d.target.text, n?.acts ? [n.layer, n.neuron] : null);
+    actMap.select([cell.layer, cell.token]);
+    lensMap.select([cell.layer, cell.token]);
+  }
+
+  function drawHeader() {
+    if (!d) return;
+    const prompt = String(model.get("prompt"));
+    if (document.activeElement !== input && input.value !== prompt) input.value = prompt;
+    const opts: HTMLOptionElement[] = [];
+    const auto = !model.get("target");
+    const top = d.predictions[0];
+    opts.push(h("option", { text: `top prediction (${top ? showToken(top.text) : "?"})`, attrs: { value: "__auto__" } }));
+    for (const p of d.predictions) opts.push(h("option", { text: `${showToken(p.text)}  ${(100 * p.prob).toFixed(1)}%`, attrs: { value: p.text } }));
+    if (!auto && !d.predictions.some((p) => p.text === d!.target.text)) {
+      opts.push(h("option", { text: showToken(d.target.text), attrs: { value: d.target.text } }));
+    }
+    opts.push(h("option", { text: "other…", attrs: { value: "__other__" } }));
+    targetSelect.replaceChildren(...opts);
+    targetSelect.value = auto ? "__auto__" : d.target.text;
+    const p = d.predictions.find((x) => x.id === d!.target.id);
+    setText(targetBar.querySelector(".fw-target-note") as HTMLElement,
+      `contributions and the lens score ${showToken(d.target.text)}` + (p ? ` (p = ${formatNumber(p.prob)} after the prompt)` : ""));
+  }
+
+  function pickCell(layer: number, token: number) {
+    model.set("cell", { layer, token });
+    model.save_changes();
+  }
+
+  function actTooltip(r: number, c: number): string[] {
+    if (!d) return [];
+    const i = r * d.T + c;
+    const lines = [`layer ${r} · token ${c} ${showToken(d.tokens[c])}`];
+    const topAct = d.top?.activation;
+    if (d.maxAct) lines.push(`max |activation| ${formatNumber(d.maxAct[i])}` + (topAct ? ` (N${topAct.ids[i * d.k]})` : ""));
+    if (d.contrib) lines.push(`MLP → ${showToken(d.target.text)} logit ${formatNumber(d.contrib[i])}`);
+    const n = model.get("neuron");
+    if (String(model.get("stat")) === "neuron" && n?.acts) {
+      const g = neuronGrid();
+      lines.push(r === n.layer ? `L${n.layer}.N${n.neuron} activation ${formatNumber(g![i])}` : `(L${n.layer}.N${n.neuron} lives in layer ${n.layer})`);
+    }
+    lines.push("click: top neurons here");
+    return lines;
+  }
+
+  function lensTooltip(r: number, c: number): string[] {
+    if (!d?.lens) return [];
+    const stage = String(model.get("lens_stage")) === "mid" ? "mid" : "post";
+    const g = d.lens[stage];
+    const i = r * d.T + c;
+    return [
+      `layer ${r} ${stage === "post" ? "after block" : "before MLP"} · token ${c} ${showToken(d.tokens[c])}`,
+      `top token ${showToken(tok(g.top[i]))}  p = ${formatNumber(g.topProb[i])}`,
+      `p(${showToken(d.target.text)}) = ${formatNumber(g.prob[i])}  rank ${g.rank[i]}`,
+    ];
+  }
+
+  // ---- wiring ------------------------------------------------------------------------------
+  const onData = () => {
+    d = decodeData();
+    drawHeader();
+    drawActivations();
+    drawNeurons();
+    drawLens();
+  };
+  const onValues = () => {
+    decodeValues();
+    drawNeurons();
+  };
+  const onStat = () => drawActivations();
+  const onNeuron = () => {
+    drawActivations();
+    drawNeurons();
+  };
+  const onLens = () => drawLens();
+  const onPrompt = () => drawHeader();
+  const subs: [string, () => void][] = [
+    ["change:data", onData], ["change:values", onValues], ["change:stat", onStat], ["change:neuron", onNeuron],
+    ["change:cell", drawNeurons], ["change:rank_by", drawNeurons], ["change:lens_stage", onLens],
+    ["change:lens_value", onLens], ["change:prompt", onPrompt], ["change:target", onPrompt],
+  ];
+  for (const [ev, fn] of subs) model.on(ev, fn);
+  decodeValues();
+  onData();
+  const stopTheme = onThemeChange(() => {
+    drawActivations();
+    drawLens();
+  });
+  return () => {
+    for (const [ev, fn] of subs) model.off(ev, fn);
+    stopTheme();
+    actMap.destroy();
+    lensMap.destroy();
+    if (typing) clearTimeout(typing);
+  };
+}
+
+/** The colour range: the 98th percentile of |values|, so a few huge outliers (the first token's
+ * "attention sink" activations) do not wash out everything else. Hover shows the real values. */
+function robustMax(a: Float32Array): number {
+  const finite = Array.from(a, Math.abs).filter(Number.isFinite).sort((x, y) => x - y);
+  if (!finite.length) return 1;
+  return finite[Math.min(finite.length - 1, Math.floor(0.98 * finite.length))] || maxAbs(a);
+}
+
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) if (Number.isFinite(v) && Math.abs(v) > m) m = Math.abs(v);
+  return m || 1;
+}
+
+const labelCache = new Map<number, string[]>();
+function layerLabels(n: number): string[] {
+  let l = labelCache.get(n);
+  if (!l) labelCache.set(n, (l = Array.from({ length: n }, (_, i) => String(i))));
+  return l;
+}
+
+export type { Grid };
