@@ -1,0 +1,185 @@
+// The prompt views with a fake model: payload decoding, the canvas is drawn, hover/click stay in the
+// browser, gestures send the right messages, model text is never parsed as HTML.
+import { beforeEach, describe, expect, it } from "vitest";
+import { render, initialize } from "../src/index";
+import { FakeModel, installRecordingCanvas, packed } from "./fakes";
+
+const L = 3; // layers
+const T = 4; // tokens
+const K = 2; // neurons per cell
+const tokens = ["<b>x</b>", " Eiffel", " in", " of"];
+
+function grid(f: (l: number, t: number) => number) {
+  const out: number[] = [];
+  for (let l = 0; l < L; l++) for (let t = 0; t < T; t++) out.push(f(l, t));
+  return out;
+}
+
+function topTable(base: number) {
+  const ids: number[] = [], act: number[] = [], contrib: number[] = [];
+  for (let l = 0; l < L; l++)
+    for (let t = 0; t < T; t++)
+      for (let i = 0; i < K; i++) {
+        ids.push(base + 100 * l + 10 * t + i);
+        act.push(l + t / 4 + i / 8);
+        contrib.push(-(l + i) / 2);
+      }
+  return { ids: packed("int32", [L, T, K], ids), act: packed("float16", [L, T, K], act), contrib: packed("float16", [L, T, K], contrib) };
+}
+
+function lensStage() {
+  return {
+    prob: packed("float16", [L, T], grid((l, t) => (l * T + t) / (L * T))),
+    rank: packed("int32", [L, T], grid((l, t) => 100 - l * T - t)),
+    top: packed("int32", [L, T], grid((l) => 500 + l)),
+    top_prob: packed("float16", [L, T], grid(() => 0.5)),
+  };
+}
+
+function state(extra: Record<string, unknown> = {}) {
+  return {
+    view: "explorer",
+    prompt: "The Eiffel in of",
+    target: "",
+    stat: "max_act",
+    rank_by: "contribution",
+    lens_stage: "post",
+    lens_value: "prob",
+    cell: {},
+    neuron: {},
+    slot: [],
+    slot_title: "",
+    data: {
+      prompt: "The Eiffel in of",
+      tokens,
+      n_layers: L,
+      d_mlp: 1000,
+      target: { id: 7, text: " Paris" },
+      predictions: [{ id: 7, text: " Paris", prob: 0.4 }, { id: 8, text: " <i>Rome</i>", prob: 0.1 }],
+      grids: { max_act: packed("float16", [L, T], grid((l, t) => l + t)), contrib: packed("float16", [L, T], grid((l, t) => l - t)) },
+      top: { activation: topTable(0), contribution: topTable(5) },
+      lens: { post: lensStage(), mid: lensStage() },
+      vocab: { ids: packed("int32", [4], [7, 500, 501, 502]), text: [" Paris", "<script>", " the", " city"] },
+    },
+    values: {
+      neurons: packed("int32", [1, 2], [1, 115]),
+      top: packed("int32", [1, 2], [7, 501]),
+      vocab: { ids: packed("int32", [2], [7, 501]), text: [" Paris", " the"] },
+    },
+    ...extra,
+  };
+}
+
+function mount(extra: Record<string, unknown> = {}) {
+  const model = new FakeModel(state(extra));
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  initialize({ model });
+  const cleanup = render({ model, el });
+  return { model, el, cleanup };
+}
+
+function click(canvas: HTMLCanvasElement, x: number, y: number) {
+  canvas.getBoundingClientRect = () => ({ left: 0, top: 0, right: 2000, bottom: 2000, width: 2000, height: 2000, x: 0, y: 0, toJSON() {} });
+  canvas.dispatchEvent(new MouseEvent("click", { clientX: x, clientY: y, bubbles: true }));
+}
+
+function cellCenter(canvas: HTMLCanvasElement, layer: number, token: number): [number, number] {
+  const g = JSON.parse(canvas.dataset.geometry!);
+  const row = g.flip ? L - 1 - layer : layer;
+  return [g.x0 + (token + 0.5) * g.cw, g.y0 + (row + 0.5) * g.ch];
+}
+
+describe("explorer view", () => {
+  let calls: ReturnType<typeof installRecordingCanvas>;
+  beforeEach(() => {
+    document.body.innerHTML = "";
+    calls = installRecordingCanvas();
+  });
+
+  it("draws both heatmaps with one coloured cell per layer × token", () => {
+    const { el } = mount();
+    const canvases = el.querySelectorAll<HTMLCanvasElement>("canvas.fw-heatmap-canvas");
+    expect(canvases.length).toBe(2);
+    for (const c of canvases) {
+      expect(c.dataset.rows).toBe(String(L));
+      expect(c.dataset.cols).toBe(String(T));
+      const cells = calls.filter((k) => (k as any).canvas === c && k.op === "fillRect");
+      expect(cells.length).toBeGreaterThanOrEqual(L * T);
+      expect(new Set(cells.map((k) => k.fillStyle)).size).toBeGreaterThan(3); // a real colour scale, not one colour
+    }
+    // lens cell text is the top token from the vocab table, drawn as canvas text
+    const texts = calls.filter((k) => k.op === "fillText").map((k) => String(k.args[0]));
+    expect(texts).toContain("<script>");
+  });
+
+  it("a click lists the cell's top neurons from browser data, without a kernel message", () => {
+    const { el, model } = mount();
+    const heat = el.querySelector<HTMLCanvasElement>(".fw-activation-panel canvas.fw-heatmap-canvas")!;
+    click(heat, ...cellCenter(heat, 1, 1));
+    expect(model.get("cell")).toEqual({ layer: 1, token: 1 });
+    expect(model.sent.length).toBe(0); // no round trip: the rows are already here
+    const rows = [...el.querySelectorAll<HTMLTableRowElement>(".fw-neuron-table tbody tr")];
+    // ranked by contribution: table "contribution" starts its ids at 5
+    expect(rows.map((r) => r.dataset.neuron)).toEqual(["115", "116"]);
+    expect(rows[0].textContent).toContain("L1.N115");
+    expect(rows[0].textContent).toContain("␣Paris"); // value-vector tokens arrived in `values`
+    expect(rows[1].textContent).toContain("…"); // not (yet) sent for this neuron
+    // switching the ranking is browser-only too
+    (el.querySelector('.fw-neurons-panel button[data-value="activation"]') as HTMLButtonElement).click();
+    const ids = [...el.querySelectorAll<HTMLTableRowElement>(".fw-neuron-table tbody tr")].map((r) => r.dataset.neuron);
+    expect(ids).toEqual(["110", "111"]);
+    expect(model.sent.length).toBe(0);
+  });
+
+  it("picking a neuron, a target and a prompt send the right messages", () => {
+    const { el, model } = mount({ cell: { layer: 2, token: 3 } });
+    el.querySelector<HTMLTableRowElement>(".fw-neuron-table tbody tr")!.click();
+    expect(model.sent.at(-1)).toEqual({ type: "select_neuron", layer: 2, neuron: 235 });
+    const select = el.querySelector<HTMLSelectElement>('select[aria-label="target token"]')!;
+    select.value = " <i>Rome</i>";
+    select.dispatchEvent(new Event("change"));
+    expect(model.sent.at(-1)).toEqual({ type: "set_target", target: " <i>Rome</i>" });
+    const input = el.querySelector<HTMLInputElement>('input[aria-label="prompt"]')!;
+    input.value = "The Colosseum is in";
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    const last = model.sent.at(-1);
+    expect(last.type).toBe("set_prompt");
+    expect(last.prompt).toBe("The Colosseum is in");
+    expect(typeof last._ack).toBe("number"); // coalesced: acknowledged by the kernel
+  });
+
+  it("model text is inserted as text, never parsed as HTML", () => {
+    const { el } = mount({ cell: { layer: 0, token: 0 } });
+    expect(el.querySelector("b, i, script")).toBeNull();
+    expect(el.textContent).toContain("<b>x</b>");
+    expect(el.textContent).toContain("<i>Rome</i>");
+  });
+
+  it("the selected neuron becomes the heatmap statistic and a new payload redraws", () => {
+    const { el, model } = mount();
+    const heat = el.querySelector<HTMLCanvasElement>(".fw-activation-panel canvas.fw-heatmap-canvas")!;
+    model.set("neuron", { layer: 1, neuron: 42, acts: packed("float32", [T], [1, -2, 3, 0.5]) });
+    model.set("stat", "neuron");
+    expect(heat.parentElement!.dataset.stat).toBe("neuron");
+    expect(el.textContent).toContain("L1.N42");
+    const before = calls.length;
+    const s = state();
+    (s.data as any).tokens = ["a", "b"];
+    (s.data as any).grids = { max_act: packed("float16", [L, 2], [1, 2, 3, 4, 5, 6]), contrib: packed("float16", [L, 2], [0, 0, 0, 0, 0, 1]) };
+    delete (s.data as any).top;
+    delete (s.data as any).lens;
+    model.set("stat", "max_act");
+    model.set("data", s.data);
+    expect(heat.dataset.cols).toBe("2");
+    expect(calls.length).toBeGreaterThan(before);
+  });
+
+  it("cleans up its listeners", () => {
+    const { model, cleanup } = mount();
+    expect(model.listenerCount("change:data")).toBe(1);
+    cleanup();
+    expect(model.listenerCount("change:data")).toBe(0);
+    expect(model.listenerCount("change:slot")).toBe(0);
+  });
+});
