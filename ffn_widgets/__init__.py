@@ -22,6 +22,9 @@ _LAZY = {
     "top_neurons": "neurons", "NeuronRanking": "neurons", "contributions": "neurons",
     "Explorer": "widgets.explorer", "ActivationHeatmap": "widgets.prompt_views", "LogitLens": "widgets.prompt_views",
     "NeuronList": "widgets.neuron_list",
+    "load_corpus": "corpus", "Corpus": "corpus",
+    "mine_triggers": "triggers", "TriggerIndex": "trigger_index", "Trigger": "trigger_index",
+    "load_triggers": "trigger_index",
 }
 
 

@@ -1,0 +1,391 @@
+"""Geva's trigger mining: every neuron's top-k corpus prefixes and a histogram of all its activations.
+
+    index = fw.mine_triggers(lm, fw.load_corpus(), k=25)      # cached on disk, resumable
+    index.top(20, 1234)[0].text, .activation, .next_token
+    python -m ffn_widgets mine --dtype bfloat16                  # the same from a terminal
+
+A prefix's score is the activation at its last token, so one forward pass scores every prefix of every
+sentence in the batch. Bookkeeping streams: a hook on each layer's down projection turns the batch's
+activations into histogram counts and merges only values that can still enter a neuron's top-k (those
+at least its current k-th best), so memory never holds more than one layer of one batch. Sentences are
+batched by equal token length (no padding). Ties rank the earlier corpus position first, so the result
+does not depend on batching order. State is committed only after a whole batch, checkpointed atomically,
+and resumed from the last checkpoint after an interruption.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .corpus import Corpus, load_corpus
+from .model import Edit, InputError
+from .model.hooks import hooked
+from .model.lm import LM
+from .model.loading import _dtype, cache_dir
+from .trigger_index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
+
+_PAD = torch.iinfo(torch.int64).min  # empty top-k slot (fewer than k tokens seen)
+_LOW = 2 ** 32  # key = ordered activation * 2^32 + (2^32 - 1 - corpus position)
+_STATIC = ("token_ids", "token_ends", "sentence_offsets")
+_STATE = ("top_activation", "top_sentence", "top_position", "histogram")
+
+
+def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, batch_tokens: int = 2048,
+                  max_tokens: int = 128, resume: bool = True, force: bool = False, progress=True,
+                  checkpoint_seconds: float = 60.0, max_batches: int | None = None) -> TriggerIndex:
+    """Mine (or open the cached) trigger index of ``lm`` over ``corpus`` (anything :func:`load_corpus` takes).
+
+    ``dtype`` runs the model in another precision for speed (e.g. ``"bfloat16"``; recorded in the index).
+    ``path`` defaults to a folder in the user cache keyed by model, corpus and parameters. ``max_batches``
+    mines only that many batches now and returns the partial index; calling again resumes.
+    """
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    for name, value, low in (("k", k, 1), ("batch_tokens", batch_tokens, 1), ("max_tokens", max_tokens, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    run_dtype = lm.dtype if dtype is None else _dtype(dtype)
+    params = {"k": k, "dtype": str(run_dtype).replace("torch.", ""), "max_tokens": max_tokens,
+              "batch_tokens": batch_tokens}
+    final = Path(path) if path is not None else default_index_path(lm, corpus, **params)
+    if force:
+        _remove(final)
+        _remove(_partial(final))
+    elif (final / "manifest.json").exists():
+        return TriggerIndex.load(final)
+    miner = _Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
+                   fingerprint=model_fingerprint(lm))
+    return miner.run(resume, progress, checkpoint_seconds, max_batches)
+
+
+def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: int, batch_tokens: int) -> Path:
+    """Where an index lives in the user cache: one folder per model, corpus and parameters."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in lm.name.split("/")[-1])[:40]
+    name = f"{slug}-{model_fingerprint(lm)[:8]}-{corpus.digest}-k{k}-{dtype}-t{max_tokens}-b{batch_tokens}"
+    return cache_dir() / "triggers" / name
+
+
+def model_fingerprint(lm: LM) -> str:
+    """Identifies the weights cheaply (config + a slice of every value matrix), to key cached indexes."""
+    h = hashlib.sha256(lm.config.to_json_string(use_diff=False).encode())
+    for layer in range(lm.n_layers):
+        h.update(lm.values(layer)[:4].detach().float().cpu().numpy().tobytes())
+    h.update(lm.W_U[:4].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _converted(lm: LM, dtype: torch.dtype) -> LM:
+    return LM(copy.deepcopy(lm.model).to(dtype), lm.tokenizer, lm.name)
+
+
+# ---- keys: one int64 per (activation, corpus position), ordered like the ranking ----------------
+def _ordered(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> int32 with the same order (negatives flipped)."""
+    b = x.contiguous().view(torch.int32)
+    return torch.where(b >= 0, b, b ^ 0x7FFFFFFF)
+
+
+def _keys(values: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
+    return _ordered(values).to(torch.int64) * _LOW + (_LOW - 1 - gidx)
+
+
+def _decode(keys: torch.Tensor, offsets: torch.Tensor):
+    """Keys ``[..., k]`` -> (activation float32, sentence int32, position int32); empty slots -> -inf, -1, -1."""
+    pad = keys == _PAD
+    ordv = torch.div(keys, _LOW, rounding_mode="floor")
+    gidx = _LOW - 1 - (keys - ordv * _LOW)
+    o32 = ordv.to(torch.int32)
+    value = torch.where(o32 >= 0, o32, o32 ^ 0x7FFFFFFF).view(torch.float32)
+    sentence = torch.searchsorted(offsets, gidx, right=True) - 1
+    position = gidx - offsets[sentence.clamp(min=0)]
+    return (torch.where(pad, float("-inf"), value), torch.where(pad, -1, sentence).to(torch.int32),
+            torch.where(pad, -1, position).to(torch.int32))
+
+
+def _encode(value, sentence, position, offsets: torch.Tensor) -> torch.Tensor:
+    value, sentence, position = (torch.as_tensor(np.array(a)) for a in (value, sentence, position))
+    pad = sentence < 0
+    gidx = offsets[sentence.clamp(min=0).long()] + position.long()
+    return torch.where(pad, _PAD, _keys(value.float(), gidx))
+
+
+# ---- histogram bins straight from the float's bits: sign, exponent, top 2 mantissa bits ---------
+def _bin_table() -> torch.Tensor:
+    code = torch.arange(-1024, 1024, dtype=torch.int32)  # float32 bits >> 21 (arithmetic)
+    mag = ((code & 1023) - ((127 + MIN_EXP) * SUB_BINS) + 1).clamp(0, N_MAG)
+    return torch.where(code < 0, N_MAG - mag, N_MAG + mag).to(torch.int32)
+
+
+_BIN_TABLE = _bin_table()
+assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2 mantissa bits"
+
+
+def _histogram(x: torch.Tensor, neuron_offset: torch.Tensor) -> torch.Tensor:
+    """Counts ``[d * N_BINS]`` of float32 activations ``[N, d]`` per (neuron, bin)."""
+    code = x.view(torch.int32) >> 21
+    code += 1024
+    index = _BIN_TABLE[code]
+    index += neuron_offset
+    return torch.bincount(index.view(-1), minlength=neuron_offset.numel() * N_BINS)
+
+
+def _merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
+    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``."""
+    d, k = keys.shape
+    kth = _decode_values(keys[:, -1])
+    rows, cols = (x >= kth).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return keys
+    if rows.numel() > x.numel() // 8:  # early batches: almost everything qualifies; a dense top-k is cheaper
+        return torch.cat([keys.T, _keys(x, gidx[:, None])]).topk(k, dim=0).values.T.contiguous()
+    all_neurons = torch.cat([torch.arange(d).repeat_interleave(k), cols])
+    all_keys = torch.cat([keys.reshape(-1), _keys(x[rows, cols], gidx[rows])])
+    order = torch.argsort(all_keys, descending=True)
+    order = order[torch.argsort(all_neurons[order], stable=True)]  # grouped by neuron, best first
+    counts = torch.bincount(all_neurons, minlength=d)
+    starts = torch.cumsum(counts, 0) - counts
+    return all_keys[order[starts[:, None] + torch.arange(k)]]
+
+
+def _decode_values(keys: torch.Tensor) -> torch.Tensor:
+    o32 = torch.div(keys, _LOW, rounding_mode="floor").to(torch.int32)
+    value = torch.where(o32 >= 0, o32, o32 ^ 0x7FFFFFFF).view(torch.float32)
+    return torch.where(keys == _PAD, float("-inf"), value)
+
+
+# ---- the mining run -----------------------------------------------------------------------------
+class _State:
+    """Committed results after ``batches_done`` whole batches; replaced as one object (interrupt-safe)."""
+
+    def __init__(self, keys: torch.Tensor, counts: torch.Tensor, batches_done: int, tokens_done: int):
+        self.keys, self.counts, self.batches_done, self.tokens_done = keys, counts, batches_done, tokens_done
+
+
+class _Miner:
+    def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str):
+        self.lm, self.corpus, self.params, self.final = lm, corpus, params, final
+        self.fingerprint = fingerprint
+        self.lead, self.ids, self.ends, offsets = _tokenize(lm.tokenizer, corpus.sentences, params["max_tokens"])
+        self.offsets = torch.as_tensor(offsets)
+        if self.offsets[-1] >= _LOW:
+            raise InputError(f"The corpus has {int(self.offsets[-1]):,} tokens; at most {_LOW - 1:,} can be mined.")
+        self.batches = _plan(np.diff(offsets), params["batch_tokens"], len(self.lead))
+        self.neuron_offset = torch.arange(lm.d_mlp, dtype=torch.int32) * N_BINS
+
+    def fresh(self) -> _State:
+        keys = torch.full((self.lm.n_layers, self.lm.d_mlp, self.params["k"]), _PAD, dtype=torch.int64)
+        return _State(keys, torch.zeros(self.lm.n_layers, self.lm.d_mlp * N_BINS, dtype=torch.int64), 0, 0)
+
+    def run(self, resume, progress, checkpoint_seconds, max_batches) -> TriggerIndex:
+        partial = _partial(self.final)
+        state = self._resumed(partial) if resume else None
+        if state is None:
+            _remove(partial)
+            state = self.fresh()
+        bar = _progress_bar(progress, int(self.offsets[-1]), state.tokens_done, self.lm.name)
+        last_save, stop = time.monotonic(), len(self.batches)
+        if max_batches is not None:
+            stop = min(stop, state.batches_done + max_batches)
+        try:
+            for b in range(state.batches_done, stop):
+                state = self._step(state, self.batches[b])
+                if bar is not None:
+                    bar.update(len(self.batches[b]) * self._length(self.batches[b]))
+                if time.monotonic() - last_save > checkpoint_seconds and b + 1 < len(self.batches):
+                    self._checkpoint(partial, state)
+                    last_save = time.monotonic()
+        except BaseException:
+            if state.batches_done:
+                self._checkpoint(partial, state)  # the last whole batch: resume continues from here
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if state.batches_done < len(self.batches):
+            self._checkpoint(partial, state)
+            return TriggerIndex.load(partial)
+        self._write_final(state)
+        _remove(partial)
+        return TriggerIndex.load(self.final)
+
+    def _step(self, state: _State, sentences: np.ndarray) -> _State:
+        """One forward pass over sentences of equal length; returns the new state (the old stays valid)."""
+        lm, lead = self.lm, len(self.lead)
+        starts = self.offsets[torch.as_tensor(sentences)]
+        length = self._length(sentences)
+        flat = (starts[:, None] + torch.arange(length)).reshape(-1)
+        ids = torch.as_tensor(self.ids)[flat].reshape(len(sentences), length).long()
+        if lead:
+            ids = torch.cat([torch.as_tensor(self.lead).expand(len(sentences), lead), ids], 1)
+        new_keys, new_counts = [None] * lm.n_layers, [None] * lm.n_layers
+
+        def record(layer):
+            def fn(acts):
+                x = acts[:, lead:].reshape(-1, acts.shape[-1]).float().contiguous()
+                new_counts[layer] = _histogram(x, self.neuron_offset)
+                new_keys[layer] = _merge_topk(state.keys[layer], x, flat)
+                return acts
+            return fn
+
+        edits = [Edit("neurons", layer, "fn", record(layer)) for layer in range(lm.n_layers)]
+        with torch.no_grad(), hooked(lm, (), edits):
+            lm.forward(ids.to(lm.device), last_only=True)
+        return _State(torch.stack(new_keys), state.counts + torch.stack(new_counts), state.batches_done + 1,
+                      state.tokens_done + len(flat))
+
+    def _length(self, sentences) -> int:
+        first = int(sentences[0])
+        return int(self.offsets[first + 1] - self.offsets[first])
+
+    # ---- files -----------------------------------------------------------------------------
+    def _manifest(self, state: _State) -> dict:
+        return {"format": FORMAT, "version": VERSION, "model": self.lm.name, "model_fingerprint": self.fingerprint,
+                "architecture": self.lm.config.model_type, "n_layers": self.lm.n_layers, "d_mlp": self.lm.d_mlp,
+                "corpus": {"name": self.corpus.name, "digest": self.corpus.digest, "sentences": len(self.corpus),
+                           "tokens": int(self.offsets[-1]), "meta": self.corpus.meta},
+                **self.params, "lead_tokens": [int(i) for i in self.lead],
+                "histogram": {"kind": "signed log2", "sub_bins": SUB_BINS, "min_exp": MIN_EXP, "max_exp": MAX_EXP,
+                              "bins": N_BINS},
+                "tie_break": "higher activation first, then earlier corpus position",
+                "progress": {"batches_done": state.batches_done, "batches": len(self.batches),
+                             "tokens_done": state.tokens_done, "complete": state.batches_done == len(self.batches)},
+                "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    def _state_arrays(self, state: _State) -> dict[str, np.ndarray]:
+        value, sentence, position = _decode(state.keys, self.offsets)
+        counts = state.counts.reshape(self.lm.n_layers, self.lm.d_mlp, N_BINS)
+        if int(counts.max()) < 2 ** 31:
+            counts = counts.to(torch.int32)
+        return {"top_activation": value.numpy(), "top_sentence": sentence.numpy(), "top_position": position.numpy(),
+                "histogram": counts.numpy()}
+
+    def _static_arrays(self) -> dict[str, np.ndarray]:
+        return {"token_ids": self.ids, "token_ends": self.ends, "sentence_offsets": self.offsets.numpy()}
+
+    def _write_static(self, folder: Path) -> None:
+        for name, array in self._static_arrays().items():
+            _save_npy(folder / f"{name}.npy", array)
+        _write_atomic(folder / "sentences.json", json.dumps(self.corpus.sentences, ensure_ascii=False))
+
+    def _checkpoint(self, partial: Path, state: _State) -> None:
+        partial.mkdir(parents=True, exist_ok=True)
+        if not (partial / "sentences.json").exists():
+            self._write_static(partial)
+        name = f"ckpt-{state.batches_done:07d}"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=partial))
+        for key, array in self._state_arrays(state).items():
+            np.save(tmp / f"{key}.npy", array, allow_pickle=False)
+        (tmp / "manifest.json").write_text(json.dumps(self._manifest(state), indent=1), encoding="utf-8")
+        _remove(partial / name)
+        os.replace(tmp, partial / name)
+        _write_atomic(partial / "CURRENT", name)
+        for old in partial.glob("ckpt-*"):
+            if old.name != name:
+                _remove(old)
+
+    def _resumed(self, partial: Path) -> _State | None:
+        """The last checkpoint of an interrupted run with the same model, corpus and parameters."""
+        try:
+            index = TriggerIndex.load(partial)
+        except (InputError, OSError, ValueError, json.JSONDecodeError):
+            return None
+        m = index.manifest
+        same = (m["model_fingerprint"] == self.fingerprint and m["corpus"]["digest"] == self.corpus.digest
+                and all(m[key] == value for key, value in self.params.items())
+                and m["progress"]["batches"] == len(self.batches))
+        if not same:
+            return None
+        keys = _encode(index.values, index.sentence_ids, index.positions, self.offsets)
+        counts = torch.as_tensor(np.asarray(index.counts)).to(torch.int64).reshape(self.lm.n_layers, -1)
+        return _State(keys, counts, m["progress"]["batches_done"], m["progress"]["tokens_done"])
+
+    def _write_final(self, state: _State) -> None:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+        try:
+            for key, array in {**self._state_arrays(state), **self._static_arrays()}.items():
+                np.save(tmp / f"{key}.npy", array, allow_pickle=False)
+            (tmp / "sentences.json").write_text(json.dumps(self.corpus.sentences, ensure_ascii=False), "utf-8")
+            (tmp / "manifest.json").write_text(json.dumps(self._manifest(state), indent=1), encoding="utf-8")
+            if self.final.exists():
+                _remove(self.final)
+            os.replace(tmp, self.final)
+        except BaseException:
+            _remove(tmp)
+            raise
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _tokenize(tokenizer, sentences: list[str], max_tokens: int):
+    """Token ids and character ends of every sentence (no special tokens), plus the tokens the tokenizer
+    puts in front of a text (a BOS), which every sequence gets but which are never mined."""
+    lead = tokenizer("a")["input_ids"][:-len(tokenizer("a", add_special_tokens=False)["input_ids"])]
+    lead = np.asarray(lead, dtype=np.int64)
+    ids, ends, lengths = [], [], []
+    fast = getattr(tokenizer, "is_fast", False)
+    enc = tokenizer(sentences, add_special_tokens=False, return_offsets_mapping=fast)
+    for i, text in enumerate(sentences):
+        tok = enc["input_ids"][i][:max_tokens]
+        if fast:
+            end = [e for _, e in enc["offset_mapping"][i][:max_tokens]]
+        else:
+            end = [len(tokenizer.decode(tok[:j + 1])) for j in range(len(tok))]
+        end = np.minimum(np.maximum.accumulate(np.asarray(end or [0], dtype=np.int64)), len(text))[:len(tok)]
+        ids.append(np.asarray(tok, dtype=np.int32))
+        ends.append(end.astype(np.int32))
+        lengths.append(len(tok))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return lead, np.concatenate(ids).astype(np.int32), np.concatenate(ends).astype(np.int32), offsets
+
+
+def _plan(lengths: np.ndarray, batch_tokens: int, lead: int) -> list[np.ndarray]:
+    """Batches of sentence ids with equal token length (no padding), shortest first, in a fixed order."""
+    order = np.lexsort((np.arange(len(lengths)), lengths))
+    batches = []
+    for length in np.unique(lengths[lengths > 0]):
+        same = order[lengths[order] == length]
+        size = max(1, batch_tokens // int(length + lead))
+        batches.extend(same[i:i + size] for i in range(0, len(same), size))
+    return batches
+
+
+def _progress_bar(progress, total: int, initial: int, name: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc=f"mining {name}")
+
+
+def _partial(final: Path) -> Path:
+    return final.with_name(final.name + ".partial")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
