@@ -74,8 +74,8 @@ export function installRecordingCanvas(): Call[] {
 
 /** Pack like ffn_widgets.widgets.arrays.pack, with the data as a DataView into a larger buffer
  * (ipywidgets hands buffers to the browser like that), so byteOffset handling is exercised. */
-export function packed(dtype: "float32" | "int32" | "uint8" | "float16", shape: number[], values: number[]) {
-  const Ctor: any = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array, float16: Uint16Array }[dtype];
+export function packed(dtype: "float32" | "int32" | "uint8" | "uint16" | "float16", shape: number[], values: number[]) {
+  const Ctor: any = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array, uint16: Uint16Array, float16: Uint16Array }[dtype];
   const arr = dtype === "float16" ? Uint16Array.from(values.map(toHalf)) : Ctor.from(values);
   const pad = 8;
   const big = new Uint8Array(arr.byteLength + pad + 8);
