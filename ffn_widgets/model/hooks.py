@@ -150,7 +150,7 @@ def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = 
         return hook
 
     try:
-        for layer in sorted({layer for _, layer in set(by_site) | capture}):
+        for layer in sorted({layer for _, layer in set(by_site) | capture} if lm.flat_mlp else ()):
             handles.append(lm.blocks[layer].register_forward_pre_hook(record_shape(layer), with_kwargs=True))
         for key in sorted(set(by_site) | capture, key=lambda k: (k[1], SITES.index(k[0]))):
             site, layer = key

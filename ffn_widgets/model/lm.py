@@ -67,7 +67,8 @@ class LM:
         self.d_mlp = self._weight(self.arch.down, 0).shape[1]
         self.d_model = self._weight(self.arch.down, 0).shape[0]
         self.n_ctx = _context_length(model.config)
-        self.block_output_arity = self._probe_block_output()
+        self._token_text: dict[int, str] = {}
+        self.block_output_arity, self.flat_mlp = self._probe_block_output()
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     # ---- modules and weights -------------------------------------------------------------
@@ -163,7 +164,13 @@ class LM:
 
     def token_strings(self, ids: Iterable[int]) -> list[str]:
         """Each token as the text it stands for (not the tokenizer's internal symbols)."""
-        return [self.tokenizer.decode([int(i)]) for i in ids]
+        out = []
+        for i in ids:
+            i = int(i)
+            if i not in self._token_text:
+                self._token_text[i] = self.tokenizer.decode([i])
+            out.append(self._token_text[i])
+        return out
 
     def target_ids(self, target: str | int) -> list[int]:
         """Token ids of a target continuation. Multi-token targets are allowed; analyses that need one
@@ -228,20 +235,26 @@ class LM:
         else:
             yield from spec
 
-    def _probe_block_output(self) -> int:
-        """How a block returns its hidden state: 0 = a tensor, n = a tuple of n (needed by replays)."""
+    def _probe_block_output(self) -> tuple[int, bool]:
+        """How a block returns its hidden state (0 = a tensor, n = a tuple of n; needed by replays), and
+        whether the MLP runs on flattened ``[batch*pos, d]`` inputs (OPT), which the hooks then reshape."""
         seen = {}
 
         def record(module, args, out):
             seen["n"] = len(out) if isinstance(out, tuple) else 0
 
-        handle = self.blocks[0].register_forward_hook(record)
+        def record_down(module, args):
+            seen["flat"] = args[0].dim() == 2
+
+        handles = [self.blocks[0].register_forward_hook(record),
+                   self.site_module("neurons", 0).register_forward_pre_hook(record_down)]
         try:
             with torch.no_grad():
                 self.model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=self.device), use_cache=False)
         finally:
-            handle.remove()
-        return seen["n"]
+            for h in handles:
+                h.remove()
+        return seen["n"], seen["flat"]
 
     def __repr__(self):
         return (f"LM({self.name!r}, {self.config.model_type}, layers={self.n_layers}, d_model={self.d_model}, "
