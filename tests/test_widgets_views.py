@@ -140,9 +140,11 @@ def test_prompt_target_and_neuron_gestures(tiny_lm):
     before = ex.data
     assert not ex.dispatch({"type": "set_prompt", "prompt": "   "})
     assert "prompt is empty" in ex.error and ex.data is before  # the old picture stays
+    assert ex.prompt == PROMPT  # and the prompt goes back to the one it shows
     assert ex.dispatch({"type": "set_target", "target": " Rome"})
     assert ex.data["target"]["text"] == " Rome" and ex.error == ""
-    assert not ex.dispatch({"type": "set_target", "target": ""}) or ex.data["target"]["id"] is not None
+    assert not ex.dispatch({"type": "set_target", "target": 12345678})
+    assert "target token id must be in" in ex.error and ex.target == " Rome"
     picked = []
     ex.on_neuron_selected(lambda layer, neuron: picked.append((layer, neuron)))
     assert ex.dispatch({"type": "select_neuron", "layer": 1, "neuron": 17})

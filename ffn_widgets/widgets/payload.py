@@ -56,7 +56,7 @@ def compute(lm: LM, prompt: str | Run, target=None, k: int = 8, lens: bool = Tru
     tid, text = resolve_target(lm, run, target)
     out = Computed(run, tid, text)
     if lens:
-        out.lens = logit_lens(lm, run, target=tid)
+        out.lens = logit_lens(lm, run, target=tid, k=1)  # the views show the top token only
     if top:
         out.contrib = torch.stack([torch.stack([contributions(lm, run, layer, pos, tid)
                                                 for pos in range(run.n_tokens)]) for layer in range(lm.n_layers)])

@@ -55,12 +55,25 @@ class PromptView(ViewWidget):
     # ---- recomputation ----------------------------------------------------------------------
     @traitlets.observe("prompt")
     def _prompt_changed(self, change):
-        self._refresh(rerun=True)
+        if not getattr(self, "_reverting", False):
+            self._refresh(rerun=True)
+            self._keep_consistent("prompt", change["old"])
 
     @traitlets.observe("target")
     def _target_changed(self, change):
-        if self.computed is not None:
+        if self.computed is not None and not getattr(self, "_reverting", False):
             self._refresh(rerun=False)
+            self._keep_consistent("target", change["old"])
+
+    def _keep_consistent(self, name: str, old: str) -> None:
+        """After a failed rerun the old picture stays, so the prompt/target go back to what it shows
+        (the error message says what was wrong with the new value)."""
+        if self.error and self.computed is not None:
+            self._reverting = True
+            try:
+                setattr(self, name, old)
+            finally:
+                self._reverting = False
 
     @traitlets.validate("stat")
     def _valid_stat(self, proposal):

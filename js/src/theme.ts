@@ -85,13 +85,21 @@ export function readTheme(el: Element): Theme {
 
 /** Call `cb` when the host switches theme (JupyterLab body attributes, VS Code body class, OS scheme). */
 export function onThemeChange(cb: () => void): () => void {
-  const obs = new MutationObserver(() => cb());
+  // The body attribute flips before the new theme's stylesheet has loaded: redraw again shortly after.
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const fire = () => {
+    cb();
+    for (const t of timers.splice(0)) clearTimeout(t);
+    timers.push(setTimeout(cb, 200), setTimeout(cb, 1000));
+  };
+  const obs = new MutationObserver(fire);
   if (document.body) obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class"] });
   const mq = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
-  mq?.addEventListener?.("change", cb);
+  mq?.addEventListener?.("change", fire);
   return () => {
     obs.disconnect();
-    mq?.removeEventListener?.("change", cb);
+    for (const t of timers.splice(0)) clearTimeout(t);
+    mq?.removeEventListener?.("change", fire);
   };
 }
 
