@@ -1,0 +1,308 @@
+"""Knowledge neurons (Dai et al., ACL 2022): which MLP neurons carry a fact, found by integrated gradients.
+
+Neuron i of layer l scores ``m̂_i · (1/m) Σ_{k=1..m} ∂p(y)/∂m_i`` evaluated at ``m = (k/m)·m̂``, where m̂ is
+the layer's clean activation at the prompt's last position and only that layer is scaled (the paper's
+per-layer path). Neurons above ``threshold × max score`` of a prompt are candidates; those shared by at
+least ``share`` of the prompts (the prompt plus paraphrases) are the fact's knowledge neurons.
+
+Efficiency, with the same numbers as the straightforward loop (per layer, ``steps`` scaled copies, full
+forward and backward):
+
+- scaling the last position leaves every earlier position untouched (causal attention), so each scaled
+  copy is a single-token step on the clean prompt's key/value cache;
+- the rows of many layers run as one batch ``(layer, α)``, starting at the group's lowest layer from the
+  cached block input (``start_at``); row (l, α) has its activation replaced only at layer l;
+- one backward per batch gives every row's gradient.
+
+    kn = fw.knowledge_neurons(lm, "The Eiffel Tower is located in the city of", " Paris",
+                              paraphrases=["The Eiffel Tower can be found in the city of"])
+    for layer, neuron, score in kn: ...
+    kn.figure()
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .model import LM, Edit, InputError, hooked, start_at
+
+ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
+
+
+@dataclass
+class KnowledgeNeurons:
+    """Refined knowledge neurons of one fact; iterate for ``(layer, neuron, score)``, highest score first.
+
+    ``scores`` is ``[n_prompts, n_layers, d_mlp]`` (prompt 0 is the main prompt); ``score`` of a kept
+    neuron is its mean over the prompts.
+    """
+
+    prompts: list[str]
+    target: str
+    target_id: int
+    scores: torch.Tensor
+    neurons: list[tuple[int, int, float]]
+    threshold: float
+    share: float
+    steps: int
+    base_probs: list[float] = field(default_factory=list)
+
+    @property
+    def prompt(self) -> str:
+        return self.prompts[0]
+
+    def __iter__(self):
+        return iter(self.neurons)
+
+    def __len__(self):
+        return len(self.neurons)
+
+    def candidates(self, prompt_index: int = 0) -> torch.Tensor:
+        """``[n, 2]`` (layer, neuron) above the adaptive threshold for one prompt, before refinement."""
+        s = self.scores[prompt_index]
+        return (s > self.threshold * s.max()).nonzero()
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.neurons, columns=["layer", "neuron", "score"])
+
+    def figure(self):
+        """Layers × neurons, sparse: the main prompt's candidates (grey) and the kept neurons (colour)."""
+        import plotly.graph_objects as go
+
+        cand = self.candidates(0)
+        s = self.scores[0]
+        fig = go.Figure(go.Scatter(
+            x=cand[:, 1].tolist(), y=cand[:, 0].tolist(), mode="markers", name="candidates (main prompt)",
+            marker={"color": "lightgrey", "size": 7}, text=[f"{float(s[l, i]):.4f}" for l, i in cand.tolist()],
+            hovertemplate="L%{y} N%{x}<br>score %{text}<extra></extra>"))
+        if self.neurons:
+            layers, neurons, scores = zip(*self.neurons)
+            fig.add_trace(go.Scatter(
+                x=list(neurons), y=list(layers), mode="markers", name="knowledge neurons",
+                marker={"color": list(scores), "colorscale": "Reds", "size": 12, "showscale": True,
+                        "colorbar": {"title": "mean score"}, "line": {"width": 1, "color": "black"}},
+                hovertemplate="L%{y} N%{x}<br>mean score %{marker.color:.4f}<extra></extra>"))
+        n_layers, d_mlp = self.scores.shape[1:]
+        fig.update_layout(title=f"Knowledge neurons for {self.target!r} ({len(self.prompts)} prompts)",
+                          xaxis={"title": "neuron", "range": [-1, d_mlp]},
+                          yaxis={"title": "layer", "range": [-0.5, n_layers - 0.5]}, height=450)
+        return fig
+
+
+def riemann_alphas(steps: int) -> torch.Tensor:
+    """The scales of the integration path: k/steps for k = 1..steps (the paper's right Riemann sum)."""
+    return torch.arange(1, steps + 1, dtype=torch.float32) / steps
+
+
+def attribution(lm: LM, prompt: str, target: str | int, steps: int = 20, layers: Sequence[int] | None = None,
+                rows_per_batch: int = ROWS_PER_BATCH) -> torch.Tensor:
+    """Integrated-gradients scores ``[n_layers, d_mlp]`` of every neuron at the prompt's last position
+    for p(first token of ``target``). Layers not asked for stay 0."""
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive integer, got {steps!r}.")
+    layers = sorted({lm.check_layer(l) for l in range(lm.n_layers)} if layers is None else
+                    {lm.check_layer(l) for l in layers})
+    ids = lm.encode(prompt)[None]
+    target_id = lm.target_ids(target)[0]
+    clean = _clean_last(lm, ids)
+    alphas = riemann_alphas(steps).to(lm.device)
+    scores = torch.zeros(lm.n_layers, lm.d_mlp)
+    per_group = max(1, rows_per_batch // steps)
+    for g in range(0, len(layers), per_group):
+        group = layers[g:g + per_group]
+        grads = _group_gradients(lm, ids, target_id, clean, group, alphas)
+        for layer, grad in zip(group, grads):
+            scores[layer] = (clean["neurons", layer] * grad.mean(0)).float().cpu()
+    return scores
+
+
+def _clean_last(lm: LM, ids: torch.Tensor) -> dict:
+    """The last position's clean block inputs and activations, plus the prefix's key/value cache."""
+    layers = range(lm.n_layers)
+    prefix = None
+    with torch.no_grad():
+        if ids.shape[1] > 1:
+            prefix = lm.model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+        with hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
+            lm.model(input_ids=ids[:, -1:], past_key_values=_expanded(prefix, 1), use_cache=True)
+    out = {key: t[0, -1] for key, t in got.items()}  # [d]
+    out["prefix"] = prefix
+    return out
+
+
+def _expanded(prefix, rows: int):
+    """A batch of ``rows`` views of the prefix cache (no copy; decoding appends by concatenation)."""
+    if prefix is None:
+        return None
+    cache = copy.copy(prefix)
+    cache.layers = [copy.copy(layer) for layer in prefix.layers]
+    for layer in cache.layers:
+        if getattr(layer, "is_initialized", True) and getattr(layer, "keys", None) is not None:
+            layer.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(rows, *layer.values.shape[1:])
+    return cache
+
+
+def _group_gradients(lm, ids, target_id, clean, group, alphas) -> list[torch.Tensor]:
+    """∂p(y)/∂m for rows (layer, α) of the layers in ``group``; each is ``[steps, d_mlp]``."""
+    steps, start = len(alphas), group[0]
+    rows = steps * len(group)
+    leaves, edits = [], []
+    for j, layer in enumerate(group):
+        leaf = (alphas[:, None] * clean["neurons", layer].float()[None]).requires_grad_(True)
+        leaves.append(leaf)
+        edits.append(Edit("neurons", layer, "fn", _replace_rows(j * steps, leaf)))
+    hidden = clean["resid_pre", start].expand(rows, 1, -1)
+    with torch.enable_grad(), start_at(lm, start, hidden), hooked(lm, (), edits):
+        logits = lm.model(input_ids=ids[:, -1:].expand(rows, 1), past_key_values=_expanded(clean["prefix"], rows),
+                          use_cache=True).logits[:, -1].float()
+        p = torch.softmax(logits, -1)[:, target_id]
+        return list(torch.autograd.grad(p.sum(), leaves))
+
+
+def _replace_rows(first: int, leaf: torch.Tensor):
+    def replace(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[first:first + len(leaf), -1] = leaf.to(x.dtype)
+        return x
+    return replace
+
+
+def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Sequence[str] = (), steps: int = 20,
+                      threshold: float = 0.2, share: float = 0.5, layers: Sequence[int] | None = None
+                      ) -> KnowledgeNeurons:
+    """Attribute p(target) to every neuron for the prompt and each paraphrase, threshold at
+    ``threshold × max`` per prompt, and keep neurons found in at least ``share`` of the prompts."""
+    if not 0 < threshold < 1:
+        raise InputError(f"threshold is a fraction of the maximum score in (0, 1), got {threshold!r}.")
+    if not 0 < share <= 1:
+        raise InputError(f"share is the fraction of prompts a neuron must appear in, in (0, 1], got {share!r}.")
+    if isinstance(paraphrases, str):
+        raise InputError("paraphrases is a list of prompts, not one string: use [\"...\"].")
+    prompts = [prompt, *paraphrases]
+    target_id = lm.target_ids(target)[0]
+    scores = torch.stack([attribution(lm, p, target_id, steps, layers) for p in prompts])
+    maxima = scores.flatten(1).max(1).values.clamp_min(0)[:, None, None]
+    counts = (scores > threshold * maxima).sum(0)
+    needed = max(1, math.ceil(share * len(prompts) - 1e-9))
+    kept = (counts >= needed).nonzero().tolist()
+    mean = scores.mean(0)
+    neurons = sorted(((l, i, float(mean[l, i])) for l, i in kept), key=lambda t: -t[2])
+    base = [float(torch.softmax(lm.logits(p)[-1], -1)[target_id]) for p in prompts]
+    return KnowledgeNeurons(prompts, lm.tokenizer.decode([target_id]) if isinstance(target, int) else target,
+                            target_id, scores, neurons, threshold, share, steps, base)
+
+
+# ---- the suppress / amplify experiment -------------------------------------------------------
+
+@dataclass
+class KnowledgeExperiment:
+    """Per fact: knowledge neurons found, and p(correct) with them suppressed (×0) or amplified (×2),
+    next to the same number of random neurons from the same layers. Probabilities are means over the
+    fact's prompts (prompt and paraphrases); relative changes are ``(p' − p) / p``."""
+
+    rows: list[dict]
+    positions: str
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def summary(self) -> dict:
+        """Mean relative change of p(correct), over facts that have knowledge neurons."""
+        used = [r for r in self.rows if r["n_neurons"]]
+        mean = lambda key: sum(r[key] for r in used) / len(used) if used else float("nan")  # noqa: E731
+        return {"facts": len(self.rows), "facts_with_neurons": len(used),
+                "mean_neurons": mean("n_neurons"),
+                "suppress": mean("change_suppress"), "amplify": mean("change_amplify"),
+                "random_suppress": mean("change_random_suppress"), "random_amplify": mean("change_random_amplify")}
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        s = self.summary()
+        fig = go.Figure([
+            go.Bar(name="knowledge neurons", x=["suppress ×0", "amplify ×2"],
+                   y=[100 * s["suppress"], 100 * s["amplify"]], marker_color="#d62728"),
+            go.Bar(name="random neurons, same layers", x=["suppress ×0", "amplify ×2"],
+                   y=[100 * s["random_suppress"], 100 * s["random_amplify"]], marker_color="#7f7f7f")])
+        fig.update_layout(barmode="group", yaxis_title="mean relative change of p(correct) (%)",
+                          title=f"Knowledge neurons over {s['facts_with_neurons']} facts "
+                                f"({s['mean_neurons']:.1f} neurons per fact)")
+        return fig
+
+
+_CONDITIONS = ("suppress", "amplify", "random_suppress", "random_amplify")
+
+
+def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, threshold: float = 0.2,
+                         share: float = 0.5, positions: str = "last", seed: int = 0,
+                         progress: bool = False) -> KnowledgeExperiment:
+    """For each fact (``prompt``, ``target_true``, ``paraphrases``) find its knowledge neurons, then measure
+    p(correct) with them ×0 and ×2 and with as many random neurons from the same layers ×0 and ×2.
+
+    ``positions``: ``"last"`` scales the neurons at the prompt's last position (where they were attributed,
+    as in the paper), ``"all"`` at every position.
+    """
+    from .facts import target as with_space
+
+    if positions not in ("last", "all"):
+        raise InputError(f"positions must be 'last' or 'all', got {positions!r}.")
+    if not facts:
+        raise InputError("facts is empty: pass a list of facts such as fw.load_facts().")
+    iterator = facts
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(facts, desc="knowledge neurons")
+    rows = []
+    for n, fact in enumerate(iterator):
+        target = with_space(fact["target_true"])
+        kn = knowledge_neurons(lm, fact["prompt"], target, fact.get("paraphrases", ()), steps, threshold, share)
+        chosen = [(layer, neuron) for layer, neuron, _ in kn]
+        random = _random_same_layers(lm, chosen, torch.Generator().manual_seed(seed + n))
+        row = {"subject": fact.get("subject", ""), "prompt": fact["prompt"], "target": target,
+               "n_neurons": len(chosen), "neurons": chosen}
+        probs = {c: [] for c in ("base", *_CONDITIONS)}
+        for prompt in kn.prompts:
+            got = _probabilities(lm, prompt, kn.target_id, chosen, random, positions)
+            for c, p in got.items():
+                probs[c].append(p)
+        for c, ps in probs.items():
+            row[f"p_{c}"] = sum(ps) / len(ps)
+        for c in _CONDITIONS:
+            row[f"change_{c}"] = sum((p - b) / b for p, b in zip(probs[c], probs["base"])) / len(probs["base"])
+        rows.append(row)
+    return KnowledgeExperiment(rows, positions)
+
+
+def _random_same_layers(lm: LM, chosen, generator) -> list[tuple[int, int]]:
+    """As many random neurons per layer as ``chosen`` has there, none of them chosen."""
+    out = []
+    for layer in sorted({l for l, _ in chosen}):
+        taken = {i for l, i in chosen if l == layer}
+        pool = torch.tensor([i for i in range(lm.d_mlp) if i not in taken])
+        pick = pool[torch.randperm(len(pool), generator=generator)[:len(taken)]]
+        out += [(layer, int(i)) for i in pick]
+    return out
+
+
+def _probabilities(lm: LM, prompt: str, target_id: int, chosen, random, positions: str) -> dict[str, float]:
+    """p(target) for the clean model and the four conditions, as one batch of five rows."""
+    ids = lm.encode(prompt)[None].expand(5, -1)
+    pos = [-1] if positions == "last" else None
+    edits = []
+    for row, (neurons, scale) in enumerate([(chosen, 0.0), (chosen, 2.0), (random, 0.0), (random, 2.0)], start=1):
+        for layer in sorted({l for l, _ in neurons}):
+            index = [i for l, i in neurons if l == layer]
+            edits.append(Edit("neurons", layer, "scale", scale, index=index, positions=pos, rows=[row]))
+    with torch.no_grad(), hooked(lm, (), edits):
+        p = torch.softmax(lm.forward(ids, last_only=True)[:, -1], -1)[:, target_id].tolist()
+    return dict(zip(("base", *_CONDITIONS), p))

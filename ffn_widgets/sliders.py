@@ -1,0 +1,226 @@
+"""The neuron-slider engine: rescale chosen neurons and see the next-token distribution move, live.
+
+A slider multiplies one neuron's activation m_i (at every position) by a scale: 0 suppresses, 1 leaves the
+model unchanged, 2 amplifies. Each tick must be cheap, so the engine keeps the prompt's clean states:
+
+- the block input (``resid_pre``) and neuron activations of every layer, from one captured run;
+- a change whose lowest layer is ℓ recomputes only blocks ≥ ℓ (``start_at``), and only the last
+  position's logits (the big unembedding is skipped for the others);
+- when every scaled neuron sits in one layer ℓ and that MLP's output is linear in m (all families but
+  those with a norm after the MLP), block ℓ is skipped as well: its output changes by exactly
+  Σ_i (s_i − 1)·m_i·v_i, so the run starts at ℓ + 1;
+- all scales back at 1 returns the cached original logits, bit for bit.
+
+The greedy continuation is separate work (:meth:`SliderEngine.continuation`): a widget sends the bars
+first and the continuation next. It reuses the tick's key/value cache for blocks ≥ ℓ and the clean
+prompt's for blocks < ℓ, so each continuation token is a one-token step.
+
+    engine = SliderEngine(lm, "The Eiffel Tower is located in the city of", target=" Paris")
+    engine.predict({(12, 345): 0.0}).target_prob
+    engine.continuation(5)
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from .model import LM, Edit, InputError, hooked, start_at
+
+
+@dataclass
+class Prediction:
+    """The next-token distribution at the prompt's last position. ``logits`` is ``[vocab]`` float32."""
+
+    logits: torch.Tensor
+    top_ids: list[int]
+    top_tokens: list[str]
+    top_probs: list[float]
+    target: str | None
+    target_id: int | None
+    target_prob: float | None
+    target_rank: int | None  # 0 = the top prediction
+
+    @classmethod
+    def from_logits(cls, lm: LM, logits: torch.Tensor, k: int, target: str | None, target_id: int | None):
+        probs = torch.softmax(logits.float(), -1)
+        top = torch.topk(probs, k)
+        ids = top.indices.tolist()
+        rank = prob = None
+        if target_id is not None:
+            prob = float(probs[target_id])
+            rank = int((logits > logits[target_id]).sum())
+        return cls(logits, ids, lm.token_strings(ids), top.values.tolist(), target, target_id, prob, rank)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"token": self.top_tokens, "id": self.top_ids, "prob": self.top_probs,
+                             "is_target": [i == self.target_id for i in self.top_ids]})
+
+    def figure(self, title: str = "Next-token prediction"):
+        import plotly.graph_objects as go
+
+        colours = ["#d62728" if i == self.target_id else "#1f77b4" for i in self.top_ids]
+        fig = go.Figure(go.Bar(x=self.top_probs[::-1], y=[repr(t) for t in self.top_tokens[::-1]],
+                               orientation="h", marker_color=colours[::-1]))
+        if self.target_id is not None:
+            title += f" — p({self.target!r}) = {self.target_prob:.3f}, rank {self.target_rank}"
+        fig.update_layout(title=title, xaxis_title="probability", height=120 + 22 * len(self.top_ids))
+        return fig
+
+
+class SliderEngine:
+    """Keeps one prompt's clean states and answers "what does the model predict with these scales?"."""
+
+    def __init__(self, lm: LM, prompt: str, target: str | int | None = None, k: int = 10):
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"k (how many top tokens) must be a positive integer, got {k!r}.")
+        self.lm, self.prompt, self.k = lm, prompt, min(k, lm.W_U.shape[0])
+        self.ids = lm.encode(prompt)[None]
+        self.target = target
+        self.target_id = None if target is None else lm.target_ids(target)[0]
+        layers = range(lm.n_layers)
+        with torch.no_grad(), hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
+            out = lm.model(input_ids=self.ids, use_cache=True)
+        self.resid_pre = [got["resid_pre", l] for l in layers]  # model dtype, [1, pos, d_model]
+        self.neurons = [got["neurons", l] for l in layers]  # [1, pos, d_mlp]
+        self._clean_cache = out.past_key_values
+        self.original = Prediction.from_logits(lm, out.logits[0, -1].float(), self.k, target, self.target_id)
+        self._linear_mlp = lm.arch.mlp_add in ("mlp", lm.arch.down)
+        self._last: tuple[dict, Prediction, object, int] | None = None
+
+    # ---- scales ------------------------------------------------------------------------
+    def check_scales(self, scales: Mapping[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+        """Validated ``{(layer, neuron): scale}`` without the neutral entries (scale 1)."""
+        if not isinstance(scales, Mapping):
+            raise InputError("scales must be a mapping {(layer, neuron): scale}.")
+        clean = {}
+        for key, scale in scales.items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise InputError(f"Keys are (layer, neuron) pairs, got {key!r}.")
+            layer, neuron = self.lm.check_layer(key[0]), self.lm.check_neuron(key[1])
+            try:
+                scale = float(scale)
+            except (TypeError, ValueError):
+                raise InputError(f"The scale of neuron {key} must be a number, got {scale!r}.") from None
+            if not math.isfinite(scale):
+                raise InputError(f"The scale of neuron {key} must be a finite number, got {scale!r}.")
+            if scale != 1.0:
+                clean[layer, neuron] = scale
+        return clean
+
+    def edits(self, scales: Mapping[tuple[int, int], float]) -> list[Edit]:
+        """The scales as hook-core edits, one per layer (all positions)."""
+        by_layer: dict[int, dict[int, float]] = {}
+        for (layer, neuron), scale in self.check_scales(scales).items():
+            by_layer.setdefault(layer, {})[neuron] = scale
+        out = []
+        for layer, row in sorted(by_layer.items()):
+            value = torch.tensor(list(row.values()), dtype=self.lm.dtype, device=self.lm.device)
+            out.append(Edit("neurons", layer, "scale", value, index=list(row)))
+        return out
+
+    # ---- ticks -------------------------------------------------------------------------
+    def predict(self, scales: Mapping[tuple[int, int], float]) -> Prediction:
+        """Next-token prediction with the given scales (unlisted neurons keep scale 1)."""
+        scales = self.check_scales(scales)
+        if not scales:
+            self._last = None
+            return self.original
+        edits = self.edits(scales)
+        lm, start = self.lm, edits[0].layer
+        hidden = self.resid_pre[start]
+        if len(edits) == 1 and self._linear_mlp:
+            hidden, edits = self._skip_block(edits[0]), []
+            start += 1
+        with torch.no_grad():
+            if start == lm.n_layers:
+                logits, cache = lm.unembed(hidden[0, -1]), None
+            else:
+                with start_at(lm, start, hidden), hooked(lm, (), edits):
+                    out = lm.model(input_ids=self.ids, use_cache=True, logits_to_keep=1)
+                logits, cache = out.logits[0, -1].float(), out.past_key_values
+        pred = Prediction.from_logits(lm, logits, self.k, self.target, self.target_id)
+        self._last = (scales, pred, cache, start)
+        return pred
+
+    def _skip_block(self, edit: Edit) -> torch.Tensor:
+        """Block ``edit.layer``'s output with the scales applied, without running it:
+        resid_post = clean resid_post + Σ_i (s_i − 1)·m_i·v_i at every position."""
+        layer = edit.layer
+        m = self.neurons[layer][0, :, edit.index]  # [pos, n]
+        v = self.lm.values(layer)[edit.index]  # [n, d_model]
+        delta = (m * (edit.value - 1)) @ v
+        clean_post = self.resid_pre[layer + 1] if layer + 1 < self.lm.n_layers else self._final_resid()
+        return clean_post + delta[None]
+
+    def _final_resid(self) -> torch.Tensor:
+        if not hasattr(self, "_final"):
+            with torch.no_grad(), hooked(self.lm, [("resid_post", self.lm.n_layers - 1)]) as got:
+                self.lm.model(input_ids=self.ids, use_cache=False, logits_to_keep=1)
+            self._final = got["resid_post", self.lm.n_layers - 1]
+        return self._final
+
+    # ---- continuation ------------------------------------------------------------------
+    def continuation(self, scales: Mapping[tuple[int, int], float], n: int = 5) -> list[str]:
+        """The greedy continuation (``n`` tokens) of the prompt under these scales."""
+        if not isinstance(n, int) or n < 1:
+            raise InputError(f"n (continuation length) must be a positive integer, got {n!r}.")
+        scales = self.check_scales(scales)
+        if self._last is None or self._last[0] != scales:
+            self.predict(scales)
+        if self._last is None:
+            pred, cache, start = self.original, self._clean_cache, self.lm.n_layers
+        else:
+            _, pred, cache, start = self._last
+        cache = self._merge_cache(cache, start)
+        edits = self.edits(scales)
+        token = pred.top_ids[0]
+        out = [token]
+        with torch.no_grad(), hooked(self.lm, (), edits):
+            for _ in range(n - 1):
+                step = self.lm.model(input_ids=torch.tensor([[token]], device=self.lm.device),
+                                     past_key_values=cache, use_cache=True)
+                token = int(step.logits[0, -1].argmax())
+                out.append(token)
+        return self.lm.token_strings(out)
+
+    def _merge_cache(self, cache, start: int):
+        """A private key/value cache of the edited prompt: blocks < ``start`` saw clean inputs, so theirs
+        are the clean run's; blocks ≥ ``start`` come from the tick. Shallow copies: decoding appends by
+        concatenation, which never writes into the cached tensors."""
+        clean = self._clean_cache
+        if cache is None:  # the tick ran no block: every block's keys and values are clean
+            cache = clean
+        merged = copy.copy(cache)
+        merged.layers = [copy.copy(clean.layers[i] if i < start else layer) for i, layer in enumerate(cache.layers)]
+        return merged
+
+
+def as_neuron_list(neurons) -> list[tuple[int, int]]:
+    """``[(layer, neuron), ...]`` from pairs, ``(layer, neuron, score)`` triples or a result you can iterate
+    (knowledge neurons, a neuron ranking)."""
+    if neurons is None:
+        return []
+    out = []
+    for item in _iterate(neurons):
+        try:
+            layer, neuron = int(item[0]), int(item[1])
+        except (TypeError, ValueError, IndexError):
+            raise InputError(f"Neurons are (layer, neuron) pairs, got {item!r}.") from None
+        if (layer, neuron) not in out:
+            out.append((layer, neuron))
+    return out
+
+
+def _iterate(neurons) -> Iterable:
+    if isinstance(neurons, tuple) and len(neurons) == 2 and all(isinstance(x, int) for x in neurons):
+        return [neurons]
+    try:
+        return iter(neurons)
+    except TypeError:
+        raise InputError(f"Neurons are a list of (layer, neuron) pairs, got {neurons!r}.") from None
