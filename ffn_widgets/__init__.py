@@ -27,7 +27,7 @@ _LAZY = {
     "load_triggers": "trigger_index",
     "SliderEngine": "sliders", "Prediction": "sliders",
     "knowledge_neurons": "knowledge", "KnowledgeNeurons": "knowledge", "knowledge_experiment": "knowledge",
-    "KnowledgeExperiment": "knowledge",
+    "KnowledgeExperiment": "knowledge", "NeuronSliders": "widgets.sliders",
 }
 
 

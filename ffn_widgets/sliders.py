@@ -77,11 +77,11 @@ class SliderEngine:
     """Keeps one prompt's clean states and answers "what does the model predict with these scales?"."""
 
     def __init__(self, lm: LM, prompt: str, target: str | int | None = None, k: int = 10):
+        """``target``: the token whose probability and rank are tracked; by default the original top-1."""
         if not isinstance(k, int) or k < 1:
             raise InputError(f"k (how many top tokens) must be a positive integer, got {k!r}.")
         self.lm, self.prompt, self.k = lm, prompt, min(k, lm.W_U.shape[0])
         self.ids = lm.encode(prompt)[None]
-        self.target = target
         self.target_id = None if target is None else lm.target_ids(target)[0]
         layers = range(lm.n_layers)
         with torch.no_grad(), hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
@@ -89,7 +89,11 @@ class SliderEngine:
         self.resid_pre = [got["resid_pre", l] for l in layers]  # model dtype, [1, pos, d_model]
         self.neurons = [got["neurons", l] for l in layers]  # [1, pos, d_mlp]
         self._clean_cache = out.past_key_values
-        self.original = Prediction.from_logits(lm, out.logits[0, -1].float(), self.k, target, self.target_id)
+        logits = out.logits[0, -1].float()
+        if self.target_id is None:  # without a target, follow the model's own first choice
+            self.target_id = int(logits.argmax())
+        self.target = target if isinstance(target, str) else lm.tokenizer.decode([self.target_id])
+        self.original = Prediction.from_logits(lm, logits, self.k, self.target, self.target_id)
         self._linear_mlp = lm.arch.mlp_add in ("mlp", lm.arch.down)
         self._last: tuple[dict, Prediction, object, int] | None = None
 

@@ -146,3 +146,77 @@ def test_middle_layer_tick_on_the_real_model(default_lm):
     got = engine.predict(scales).logits
     assert torch.allclose(got, expected, atol=1e-3, rtol=1e-4)
     assert engine.original.top_tokens[0] == " Paris"
+
+
+# ---- the widget ---------------------------------------------------------------------------------
+
+def probs_of(payload):
+    from ffn_widgets.widgets.arrays import unpack
+
+    return unpack(payload["probs"]).tolist(), unpack(payload["ids"]).tolist()
+
+
+def test_widget_answers_drags_with_bars_and_continuation(tiny_lm):
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    w = NeuronSliders(tiny_lm, PROMPT, [(0, 3), (1, 7, 0.9)], target=" Paris", k=4, continuation=3)
+    sent = []
+    w.send = lambda content, buffers=None: sent.append(content)
+    assert w.neuron_list == [(0, 3), (1, 7)] and w.scales == [1.0, 1.0]
+    ids = tiny_lm.encode(PROMPT)[None]
+    assert w.dispatch({"type": "scales", "scales": [0.0, 2.5], "seq": 1, "_ack": 1})
+    assert sent == [{"type": "_ack", "id": 1, "ok": True}]
+    expected = torch.softmax(scaled_forward(tiny_lm, ids, {(0, 3): 0.0, (1, 7): 2.5})[-1], -1)
+    probs, top = probs_of(w.prediction)
+    assert top == torch.topk(expected, 4).indices.tolist()
+    assert probs == pytest.approx(torch.topk(expected, 4).values.tolist(), rel=1e-4)
+    assert w.prediction["seq"] == 1 and w.scales_seq == 1
+    assert w.prediction["target"]["prob"] == pytest.approx(float(expected[tiny_lm.target_ids(" Paris")[0]]), rel=1e-4)
+    assert w.continuation["tokens"] == w.engine.continuation({(0, 3): 0.0, (1, 7): 2.5}, 3)
+    # reset: the original distribution again, bit for bit
+    assert w.dispatch({"type": "reset"})
+    assert w.scales == [1.0, 1.0] and w.result.logits is w.engine.original.logits
+    assert probs_of(w.prediction)[0] == w.engine.original.top_probs
+    # add and remove, typed and by message
+    assert w.dispatch({"type": "add", "text": "L1:N20"}) and w.neuron_list[-1] == (1, 20)
+    assert w.dispatch({"type": "remove", "layer": 0, "neuron": 3}) and w.neuron_list == [(1, 7), (1, 20)]
+    assert w.figure().data and len(w.to_frame()) == 4
+
+
+def test_a_burst_of_drag_messages_ends_in_the_last_state(tiny_lm):
+    """1000 slider events: the browser's coalescer sends only the newest (tested in JS); here the kernel
+    also drops any message older than one it already answered, so even a shuffled burst ends right."""
+    import random
+
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    w = NeuronSliders(tiny_lm, PROMPT, [(1, 7)], continuation=2)
+    rng = random.Random(0)
+    events = [(seq, round(rng.uniform(-1, 3), 2)) for seq in range(1, 1001)]
+    delivered = events[::25] + [events[-1]]  # what reaches the kernel from 1000 drags (at most one in flight)
+    rng.shuffle(delivered)
+    before = w.ticks
+    for seq, value in delivered:
+        assert w.dispatch({"type": "scales", "scales": [value], "seq": seq})
+    last_seq, last_value = events[-1]
+    assert w.scales == [last_value] and w.prediction["seq"] == last_seq
+    assert w.ticks - before <= len(delivered)
+    expected = SliderEngine(tiny_lm, PROMPT).predict({(1, 7): last_value})
+    assert probs_of(w.prediction)[0] == pytest.approx(expected.top_probs, rel=1e-5)
+    assert w.dispatch({"type": "scales", "scales": [0.5], "seq": 1001})  # still responsive afterwards
+    assert w.scales == [0.5]
+
+
+def test_widget_reports_bad_gestures_without_changing_state(tiny_lm):
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    w = NeuronSliders(tiny_lm, PROMPT, [(1, 7)], continuation=0)
+    assert not w.dispatch({"type": "scales", "scales": [5.0], "seq": 1})
+    assert "between -1 and 3" in w.error and w.scales == [1.0]
+    assert not w.dispatch({"type": "scales", "scales": [1.0, 2.0], "seq": 2})
+    assert "Expected 1 scales" in w.error
+    assert not w.dispatch({"type": "add", "text": "twelve"})
+    assert "layer:neuron" in w.error
+    assert not w.dispatch({"type": "add", "text": "9:1"})
+    assert "layer must be" in w.error and w.neuron_list == [(1, 7)]
+    assert w.continuation == {}

@@ -6,10 +6,12 @@ import { render as activations } from "./activations";
 import { render as explorer } from "./explorer";
 import { render as lens } from "./lens";
 import { render as neurons } from "./neurons";
+import { render as sliders } from "./sliders";
 
 export const views: Record<string, View> = {
   explorer,
   heatmap: activations,
   lens,
   neurons,
+  sliders,
 };

@@ -1,0 +1,183 @@
+"""``NeuronSliders``: one slider per neuron (×−1 … ×3); the next-token bars and a greedy continuation
+follow the drag live.
+
+The browser sends the whole slider state (every scale) with ``sendLatest``, so only the newest value is
+ever in flight and the kernel never works through a backlog; a message older than one already answered
+is dropped. Each tick sends the bars first, then computes the continuation (:mod:`ffn_widgets.sliders`).
+
+    kn = fw.knowledge_neurons(lm, prompt, " Paris")
+    sliders = fw.NeuronSliders(lm, prompt, kn, target=" Paris")   # or neurons=[(12, 345), ...]
+    sliders.connect(fw.Explorer(lm, prompt))                      # neurons clicked there are added here
+"""
+from __future__ import annotations
+
+import math
+
+import traitlets
+
+from ..model import LM, InputError
+from ..sliders import Prediction, SliderEngine, as_neuron_list
+from ..values import value_tokens
+from .arrays import pack
+from .base import ViewWidget, handles
+
+SCALE_RANGE = (-1.0, 3.0)
+
+
+class NeuronSliders(ViewWidget):
+    view = traitlets.Unicode("sliders").tag(sync=True)
+    prompt = traitlets.Unicode("").tag(sync=True)
+    neurons = traitlets.List([]).tag(sync=True)  # [{"layer", "neuron", "promotes": [tokens]}]
+    scales = traitlets.List([]).tag(sync=True)  # one per neuron
+    scales_seq = traitlets.Int(-1).tag(sync=True)  # the browser message these scales answer; -1: set here
+    prediction = traitlets.Dict({}).tag(sync=True)
+    continuation = traitlets.Dict({}).tag(sync=True)
+    scale_range = traitlets.List(list(SCALE_RANGE)).tag(sync=True)
+
+    def __init__(self, lm: LM, prompt: str, neurons=None, target: str | int | None = None, k: int = 10,
+                 continuation: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(continuation, int) or continuation < 0:
+            raise InputError(f"continuation is a number of tokens (0 for none), got {continuation!r}.")
+        self.lm, self.n_continue = lm, continuation
+        self.engine = SliderEngine(lm, prompt, target, k)
+        self.prompt = prompt
+        self.result: Prediction = self.engine.original
+        self.ticks = 0  # kernel recomputations, for tests and benchmarks
+        self._seen_seq = -1
+        self._ready = False
+        self._original_continuation = self._continue({}) if continuation else []
+        self.add(neurons)
+        self._ready = True
+        self._update(-1)
+
+    # ---- the Python API ------------------------------------------------------------------
+    @property
+    def neuron_list(self) -> list[tuple[int, int]]:
+        return [(n["layer"], n["neuron"]) for n in self.neurons]
+
+    def scale_of(self, layer: int, neuron: int) -> float:
+        return dict(zip(self.neuron_list, self.scales)).get((layer, neuron), 1.0)
+
+    def add(self, layer_or_neurons, neuron: int | None = None) -> None:
+        """Add sliders: ``add(layer, neuron)``, or any list of pairs / triples / a knowledge-neuron result."""
+        items = as_neuron_list(layer_or_neurons if neuron is None else [(layer_or_neurons, neuron)])
+        rows, scales = list(self.neurons), list(self.scales)
+        for layer, n in items:
+            self.lm.check_layer(layer)
+            self.lm.check_neuron(n)
+            if (layer, n) in self.neuron_list:
+                continue
+            promotes = [tok for tok, _ in value_tokens(self.lm, layer, n, k=3).top]
+            rows.append({"layer": layer, "neuron": n, "promotes": promotes})
+            scales.append(1.0)
+        with self.hold_sync():
+            self.neurons, self.scales = rows, scales
+        if self._ready:
+            self._update(-1)
+
+    def remove(self, layer: int, neuron: int) -> None:
+        keep = [i for i, key in enumerate(self.neuron_list) if key != (layer, neuron)]
+        with self.hold_sync():
+            self.neurons = [self.neurons[i] for i in keep]
+            self.scales = [self.scales[i] for i in keep]
+        self._update(-1)
+
+    def set_scale(self, layer: int, neuron: int, scale: float) -> None:
+        if (layer, neuron) not in self.neuron_list:
+            self.add(layer, neuron)
+        scales = list(self.scales)
+        scales[self.neuron_list.index((layer, neuron))] = _checked(scale, (layer, neuron))
+        self.scales = scales
+        self._update(-1)
+
+    def reset(self) -> None:
+        """All scales back to 1: the original prediction, bit for bit."""
+        self.scales = [1.0] * len(self.neurons)
+        self._update(-1)
+
+    def connect(self, explorer) -> None:
+        """Neurons selected in ``explorer`` get a slider here, and these sliders show in its panel."""
+        explorer.on_neuron_selected(lambda layer, neuron: self.add(layer, neuron))
+        explorer.show(self, "Neuron sliders")
+
+    def figure(self):
+        return self.result.figure()
+
+    def to_frame(self):
+        return self.result.to_frame()
+
+    # ---- gestures ------------------------------------------------------------------------
+    @handles("scales")
+    def _on_scales(self, msg):
+        seq = int(msg.get("seq", -1))
+        if seq >= 0 and seq <= self._seen_seq:
+            return  # an older drag position than one already answered
+        values = msg.get("scales")
+        if not isinstance(values, list) or len(values) != len(self.neurons):
+            raise InputError(f"Expected {len(self.neurons)} scales, got {values!r}.")
+        checked = [_checked(v, key) for v, key in zip(values, self.neuron_list)]
+        self._seen_seq = max(self._seen_seq, seq)
+        self.scales = checked
+        self._update(seq)
+
+    @handles("reset")
+    def _on_reset(self, msg):
+        self.reset()
+
+    @handles("remove")
+    def _on_remove(self, msg):
+        self.remove(int(msg["layer"]), int(msg["neuron"]))
+
+    @handles("add")
+    def _on_add(self, msg):
+        text = str(msg.get("text", "")).replace("L", " ").replace("N", " ").replace(":", " ").replace(",", " ")
+        parts = text.split()
+        if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise InputError(f"Type a neuron as 'layer:neuron', e.g. '12:345' (got {msg.get('text')!r}).")
+        self.add(int(parts[0]), int(parts[1]))
+
+    # ---- recompute -----------------------------------------------------------------------
+    def _current(self) -> dict[tuple[int, int], float]:
+        return dict(zip(self.neuron_list, self.scales))
+
+    def _update(self, seq: int) -> None:
+        """Bars first (one message), then the continuation (a second one)."""
+        scales = self._current()
+        self.result = self.engine.predict(scales)
+        self.ticks += 1
+        with self.hold_sync():
+            self.scales_seq = seq
+            self.prediction = self._bars(self.result, seq)
+        if self.n_continue:
+            self.continuation = {"seq": seq, "tokens": self._continue(scales),
+                                 "original": self._original_continuation}
+
+    def _continue(self, scales) -> list[str]:
+        return self.engine.continuation(scales, self.n_continue)
+
+    def _bars(self, pred: Prediction, seq: int) -> dict:
+        original = self.engine.original
+        import torch
+
+        base = torch.softmax(original.logits, -1)[pred.top_ids]
+        target = None
+        if pred.target_id is not None:
+            target = {"id": pred.target_id, "text": self.lm.tokenizer.decode([pred.target_id]),
+                      "prob": pred.target_prob, "rank": pred.target_rank,
+                      "original_prob": original.target_prob, "original_rank": original.target_rank}
+        return {"seq": seq, "tokens": pred.top_tokens, "ids": pack(pred.top_ids, "int32"),
+                "probs": pack(pred.top_probs, "float32"), "original_probs": pack(base, "float32"),
+                "target": target}
+
+
+def _checked(value, key) -> float:
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"The scale of L{key[0]}.N{key[1]} must be a number, got {value!r}.") from None
+    lo, hi = SCALE_RANGE
+    if not math.isfinite(scale) or not lo <= scale <= hi:
+        raise InputError(f"The scale of L{key[0]}.N{key[1]} must be between {lo:g} and {hi:g} "
+                         f"(0 suppresses, 1 leaves it, 2 doubles), got {value!r}.")
+    return scale
