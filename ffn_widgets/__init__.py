@@ -28,6 +28,9 @@ _LAZY = {
     "SliderEngine": "sliders", "Prediction": "sliders",
     "knowledge_neurons": "knowledge", "KnowledgeNeurons": "knowledge", "knowledge_experiment": "knowledge",
     "KnowledgeExperiment": "knowledge", "NeuronSliders": "widgets.sliders",
+    "causal_trace": "tracing", "patch_trace": "tracing", "TraceResult": "tracing", "TraceSet": "tracing",
+    "TraceStream": "tracing", "trace_many": "trace_average", "TraceAverage": "trace_average",
+    "CausalTrace": "widgets.causal_trace",
 }
 
 

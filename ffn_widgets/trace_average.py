@@ -1,0 +1,176 @@
+"""Causal traces averaged over many facts, aligned like ROME's average plots.
+
+Prompts differ in length and in where the subject sits, so each fact's grid is reduced to six token
+groups before averaging: the first, middle and last subject tokens, the first token after the subject,
+further tokens, and the last token. ROME (GPT-2 XL, 1000 facts) finds the early site — MLP outputs at the
+last subject token in early-middle layers — and the late site — attention at the last token in late layers.
+
+    avg = fw.trace_many(lm, fw.load_facts())
+    avg.figure()          # average indirect effect per group × layer, one panel per kind
+    avg.line_figure()     # the three kinds at the last subject token, per layer
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .facts import target as with_space
+from .model import LM, InputError
+from .tracing import TraceSet, TraceStream, _check_kinds, _check_window, embedding_sigma, prepare_trace
+
+GROUPS = ("first subject token", "middle subject tokens", "last subject token", "first subsequent token",
+          "further tokens", "last token")
+
+
+def token_groups(subject: tuple[int, int], n_tokens: int) -> list[list[int]]:
+    """Positions of each of :data:`GROUPS` for a prompt of ``n_tokens`` with the subject at ``[a, b)``."""
+    a, b = subject
+    last = n_tokens - 1
+    return [[a], list(range(a + 1, b - 1)), [b - 1], [b] if b < last else [],
+            list(range(b + 1, last)), [last]]
+
+
+@dataclass
+class TraceAverage:
+    """Per kind ``[n_layers, 6]`` means over facts: ``scores`` p(target) restored, ``indirect`` the
+    indirect effect p(restored) − p(corrupted). ``counts[g]`` facts that have tokens in group g."""
+
+    kinds: tuple[str, ...]
+    scores: dict[str, torch.Tensor]
+    indirect: dict[str, torch.Tensor]
+    counts: torch.Tensor
+    p_clean: float
+    p_corrupted: float
+    traces: list[TraceSet] = field(repr=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def n_facts(self) -> int:
+        return len(self.traces)
+
+    @property
+    def total_effect(self) -> float:
+        return self.p_clean - self.p_corrupted
+
+    def peak(self, kind: str) -> tuple[int, str, float]:
+        """(layer, group, average indirect effect) of the strongest cell of ``kind``."""
+        z = self.indirect[kind].nan_to_num(-1.0)
+        layer, g = divmod(int(z.argmax()), len(GROUPS))
+        return layer, GROUPS[g], float(self.indirect[kind][layer, g])
+
+    def to_frame(self):
+        import pandas as pd
+
+        rows = []
+        for kind in self.kinds:
+            L = self.scores[kind].shape[0]
+            for layer in range(L):
+                for g, group in enumerate(GROUPS):
+                    rows.append({"kind": kind, "layer": layer, "group": group, "facts": int(self.counts[g]),
+                                 "p": float(self.scores[kind][layer, g]),
+                                 "indirect": float(self.indirect[kind][layer, g])})
+        return pd.DataFrame(rows)
+
+    def figure(self):
+        """ROME's average plots: indirect effect per token group (rows) and layer (columns)."""
+        from plotly.subplots import make_subplots
+        import plotly.graph_objects as go
+
+        from .tracing import _COLOURS, _TITLES
+
+        fig = make_subplots(rows=1, cols=len(self.kinds), shared_yaxes=True, horizontal_spacing=0.05,
+                            subplot_titles=[_TITLES[k] for k in self.kinds])
+        for i, kind in enumerate(self.kinds, start=1):
+            z = self.indirect[kind].T.numpy()
+            fig.add_trace(go.Heatmap(z=z, y=list(GROUPS), x=list(range(z.shape[1])), colorscale=_COLOURS[kind],
+                                     colorbar=dict(x=i / len(self.kinds) - 0.02, len=0.8, thickness=10),
+                                     hovertemplate="layer %{x}, %{y}<br>AIE = %{z:.4f}<extra></extra>"),
+                          row=1, col=i)
+            fig.update_xaxes(title_text="layer", row=1, col=i)
+        fig.update_yaxes(autorange="reversed")
+        fig.update_layout(title=f"Average indirect effect over {self.n_facts} facts<br><sup>clean p = "
+                                f"{self.p_clean:.3f}, corrupted p = {self.p_corrupted:.3f}, total effect = "
+                                f"{self.total_effect:.3f}</sup>", height=360, width=380 * len(self.kinds))
+        return fig
+
+    def line_figure(self, group: str = "last subject token"):
+        """Average indirect effect per layer at one token group, one line per kind."""
+        import plotly.graph_objects as go
+
+        if group not in GROUPS:
+            raise InputError(f"group must be one of {', '.join(GROUPS)}, got {group!r}.")
+        g = GROUPS.index(group)
+        colours = {"hidden": "#6a3d9a", "mlp": "#1b9e77", "attn": "#d62728"}
+        fig = go.Figure([go.Scatter(y=self.indirect[k][:, g].numpy(), name=k, line_color=colours[k])
+                         for k in self.kinds])
+        fig.update_layout(title=f"Average indirect effect at the {group} ({self.n_facts} facts)",
+                          xaxis_title="layer", yaxis_title="AIE")
+        return fig
+
+
+def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None = None, window: int = 10,
+               seed: int = 0, progress: bool = True) -> TraceAverage:
+    """Trace every fact (dicts with ``prompt``, ``subject`` and ``target_true`` or ``target``; no target =
+    the model's top prediction) and average the grids in ROME's token groups. Facts whose target the
+    model does not predict are skipped and listed in ``.skipped``, as ROME keeps only known facts."""
+    kinds, window = _check_kinds(kind), _check_window(window)
+    facts = list(facts)
+    if not facts:
+        raise InputError("No facts to trace: pass a list of dicts with 'prompt' and 'subject'.")
+    sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
+    traces: list[TraceSet] = []
+    skipped: list[tuple[str, str]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(facts), desc="facts", unit="fact")
+    try:
+        for fact in facts:
+            if not isinstance(fact, dict) or "prompt" not in fact or "subject" not in fact:
+                raise InputError(f"Each fact needs 'prompt' and 'subject' keys, got {fact!r}.")
+            obj = fact.get("target_true", fact.get("target"))
+            try:
+                setup = prepare_trace(lm, fact["prompt"], fact["subject"], None if obj is None else with_space(obj),
+                                      samples, sigma, seed)
+            except InputError as exc:
+                skipped.append((fact["prompt"], str(exc)))
+            else:
+                traces.append(TraceStream(lm, setup, kinds, window, progress=False).run())
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    if not traces:
+        raise InputError("The model predicts none of these facts' targets, so there is nothing to average: "
+                         + "; ".join(reason for _, reason in skipped[:3]))
+    return average(traces, skipped)
+
+
+def average(traces: list[TraceSet], skipped=()) -> TraceAverage:
+    """Average already computed traces (same model and kinds) in ROME's token groups."""
+    kinds = tuple(traces[0])
+    L = next(iter(traces[0].values())).scores.shape[0]
+    sums = {k: torch.zeros(L, len(GROUPS), dtype=torch.float64) for k in kinds}
+    effects = {k: torch.zeros(L, len(GROUPS), dtype=torch.float64) for k in kinds}
+    counts = torch.zeros(len(GROUPS), dtype=torch.long)
+    for trace in traces:
+        first = next(iter(trace.values()))
+        groups = token_groups(first.subject, len(first.tokens))
+        for g, positions in enumerate(groups):
+            if not positions:
+                continue
+            counts[g] += 1
+            for k in kinds:
+                cols = trace[k].scores[:, positions].double().mean(1)
+                sums[k][:, g] += cols
+                effects[k][:, g] += cols - trace[k].p_corrupted
+    denom = counts.clamp_min(1).double()
+    nan = counts == 0
+    mean = lambda x: (x / denom).masked_fill(nan, float("nan")).float()  # noqa: E731
+    firsts = [next(iter(t.values())) for t in traces]
+    return TraceAverage(kinds, {k: mean(sums[k]) for k in kinds}, {k: mean(effects[k]) for k in kinds}, counts,
+                        sum(f.p_clean for f in firsts) / len(firsts), sum(f.p_corrupted for f in firsts) / len(firsts),
+                        list(traces), list(skipped))

@@ -1,0 +1,265 @@
+"""The causal-tracing engine: ROME's restoration grid computed from cached corrupted states, streamed.
+
+A trace restores one clean state (a block's output, or the MLP / attention outputs of a window of layers)
+at one token in a corrupted run and reads p(target) at the last position. ROME's reference loop does one
+full forward per (kind, layer, token). This engine uses three facts instead:
+
+- restoring at token ``t`` changes nothing at positions ``< t`` (causal attention), so the run only
+  computes positions ``t..T-1``, reading the corrupted run's keys/values of positions ``< t`` from a cache;
+- restoring at layer ``l`` (or a window starting at ``l``) leaves the blocks below unchanged, so the run
+  starts there from the cached corrupted ``resid_pre`` (:func:`~ffn_widgets.model.hooks.start_at`);
+- restorations that share the token and the starting layer (a hidden state at ``s-1``, MLP and
+  attention windows starting at ``s``) share one batched forward; tokens before the corruption's first
+  affected position need no compute at all.
+
+Rows are yielded per token (cheapest, the last token, first) so a widget can draw them as they finish.
+:func:`reference_trace` is the straightforward loop, kept as the definition the engine is tested against.
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from .model.hooks import Edit, collect, hooked, start_at
+
+KINDS = ("hidden", "mlp", "attn")
+_SITE = {"hidden": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
+
+
+@dataclass
+class TraceSetup:
+    """What to trace, independent of how it is computed.
+
+    ``corrupt_ids`` ``[samples, T]`` are the corrupted runs' tokens (the prompt again for noise, another
+    prompt for activation patching); ``noise`` ``[samples, len(noised), d_model]`` is added to layer 0's
+    input at positions ``noised``. Positions before ``first_affected`` are identical in both runs.
+    """
+
+    prompt: str
+    ids: torch.Tensor  # [T]
+    tokens: list[str]
+    target_id: int
+    target: str
+    corrupt_ids: torch.Tensor  # [samples, T]
+    noise: torch.Tensor | None
+    noised: list[int]
+    first_affected: int
+    subject: tuple[int, int] | None = None  # token range [start, stop) of the subject
+    corrupted_prompt: str | None = None
+    sigma: float | None = None
+    samples: int = field(init=False)
+
+    def __post_init__(self):
+        self.samples = int(self.corrupt_ids.shape[0])
+
+    def corruption(self, rows=None) -> list[Edit]:
+        """The edits that turn clean runs into corrupted ones (rows = which batch rows get noise)."""
+        if self.noise is None:
+            return []
+        return [Edit("resid_pre", 0, "add", self.noise, positions=self.noised, rows=rows)]
+
+
+def window_layers(layer: int, window: int, n_layers: int) -> range:
+    """ROME's window: ``window`` consecutive layers centred on ``layer``, clipped to the model."""
+    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
+
+
+def _layers_for(kind: str, layer: int, window: int, n_layers: int) -> range:
+    return range(layer, layer + 1) if kind == "hidden" else window_layers(layer, window, n_layers)
+
+
+def _target_probs(logits: torch.Tensor, target_id: int) -> torch.Tensor:
+    return torch.softmax(logits.float(), dim=-1)[..., target_id]
+
+
+# ---- the straightforward loop (the definition) ------------------------------------------------
+
+def reference_trace(lm, setup: TraceSetup, kinds: Sequence[str] = KINDS, window: int = 10) -> dict:
+    """ROME's loop: per kind, layer and token one full forward over [clean, corrupted...] where the
+    corrupted rows copy the clean row's state at the restored sites. Returns ``{kind: [L, T, samples]}``."""
+    L, T = lm.n_layers, len(setup.ids)
+    return {kind: torch.stack([torch.stack([reference_cell(lm, setup, kind, layer, t, window) for t in range(T)])
+                               for layer in range(L)]) for kind in kinds}
+
+
+def reference_cell(lm, setup: TraceSetup, kind: str, layer: int, token: int, window: int = 10) -> torch.Tensor:
+    """One cell of :func:`reference_trace`: p(target) per corrupted sample ``[samples]``."""
+    batch = torch.cat([setup.ids[None], setup.corrupt_ids]).to(lm.device)
+    edits = setup.corruption(list(range(1, batch.shape[0]))) + [
+        Edit(_SITE[kind], j, "fn", _copy_clean_row(token)) for j in _layers_for(kind, layer, window, lm.n_layers)]
+    with torch.no_grad(), hooked(lm, (), edits):
+        logits = lm.forward(batch)
+    return _target_probs(logits[1:, -1], setup.target_id).cpu()
+
+
+def _copy_clean_row(t: int):
+    def restore(x):
+        x = x.clone()
+        x[1:, t] = x[0, t]
+        return x
+    return restore
+
+
+# ---- the engine --------------------------------------------------------------------------------
+
+@dataclass
+class TraceRow:
+    """One finished token: ``probs[kind]`` is ``[L, samples]``, p(target) with that state restored."""
+
+    token: int
+    probs: dict[str, torch.Tensor]
+
+
+class TraceEngine:
+    """Computes the trace grid of one :class:`TraceSetup` row by row; see the module docstring.
+
+    ``max_tokens`` bounds one forward's batch rows × positions (memory). ``cancel()`` (thread-safe)
+    stops :meth:`rows` before its next forward.
+    """
+
+    def __init__(self, lm, setup: TraceSetup, kinds: Sequence[str] = KINDS, window: int = 10,
+                 max_tokens: int = 4096):
+        self.lm, self.setup, self.kinds, self.window = lm, setup, tuple(kinds), window
+        self.max_tokens = max(1, int(max_tokens))
+        self._cancel = threading.Event()
+        self._prepared = False
+        L, T = lm.n_layers, len(setup.ids)
+        self.order = list(range(T - 1, setup.first_affected - 1, -1))
+        self.groups = {t: self._groups(t) for t in self.order}
+        self.n_forwards = sum(len(g) for g in self.groups.values())
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    # ---- preparation: one clean and one corrupted run --------------------------------------------
+    def prepare(self) -> None:
+        if self._prepared:
+            return
+        lm, s, L = self.lm, self.setup, self.lm.n_layers
+        layers = range(L)
+        with torch.no_grad():
+            capture = [(site, l) for site in ("resid_pre", "mlp_out", "attn_out") for l in layers]
+            with hooked(lm, capture) as got:
+                clean_logits = lm.forward(s.ids[None].to(lm.device), last_only=True)
+            self.clean = {site: collect(got, site, layers) for site in ("resid_pre", "mlp_out", "attn_out")}
+            cache = DynamicCache(config=lm.config)
+            with hooked(lm, [("resid_pre", l) for l in layers], s.corruption()) as got:
+                corrupt_logits = _last_logits(lm, s.corrupt_ids.to(lm.device), cache)
+            self.corrupt_pre = collect(got, "resid_pre", layers, row=None)  # [L, S, T, d]
+            self.kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self.p_clean = float(_target_probs(clean_logits[0, -1], s.target_id))
+        self.p_corrupt = _target_probs(corrupt_logits[:, -1], s.target_id).cpu()  # [S]
+        self._prepared = True
+
+    # ---- which restorations share a forward ------------------------------------------------------
+    def _groups(self, t: int) -> list[tuple[int, list[tuple[str, int]]]]:
+        """``[(start layer, [(kind, layer), ...]), ...]`` for token ``t``, split to respect max_tokens."""
+        L, n = self.lm.n_layers, len(self.setup.ids) - t
+        by_start: dict[int, list[tuple[str, int]]] = {}
+        for kind in self.kinds:
+            for layer in range(L):
+                if kind == "hidden":
+                    if layer == L - 1:
+                        continue  # the final state: no block left to run (see _final_row)
+                    start = layer + 1
+                else:
+                    start = window_layers(layer, self.window, L).start
+                by_start.setdefault(start, []).append((kind, layer))
+        per_forward = max(1, self.max_tokens // (self.setup.samples * n))
+        return [(start, by_start[start][i:i + per_forward]) for start in sorted(by_start)
+                for i in range(0, len(by_start[start]), per_forward)]
+
+    # ---- the rows ----------------------------------------------------------------------------------
+    def rows(self, on_forward=None) -> Iterator[TraceRow]:
+        """Yield a :class:`TraceRow` per token: computed tokens last-first, then the unaffected ones.
+        ``on_forward()`` is called after each batched forward (progress bars)."""
+        self.prepare()
+        L, S = self.lm.n_layers, self.setup.samples
+        for t in self.order:
+            probs = {kind: torch.empty(L, S) for kind in self.kinds}
+            for start, restos in self.groups[t]:
+                if self.cancelled:
+                    return
+                got = self._restore(t, start, restos)
+                for (kind, layer), p in zip(restos, got):
+                    probs[kind][layer] = p
+                if on_forward is not None:
+                    on_forward()
+            if "hidden" in probs:
+                probs["hidden"][L - 1] = self._final_row(t)
+            yield TraceRow(t, probs)
+        for t in range(self.setup.first_affected - 1, -1, -1):
+            yield TraceRow(t, {kind: self.p_corrupt.expand(L, S).clone() for kind in self.kinds})
+
+    def _final_row(self, t: int) -> torch.Tensor:
+        """Restoring the last block's output at ``t`` changes the prediction only when ``t`` is the last
+        position, and then it makes it the clean one."""
+        if t == len(self.setup.ids) - 1:
+            return torch.full((self.setup.samples,), self.p_clean)
+        return self.p_corrupt.clone()
+
+    def _restore(self, t: int, start: int, restos: list[tuple[str, int]]) -> torch.Tensor:
+        """One forward: positions ``t..`` from layer ``start`` for every restoration; ``[R, S]`` probs."""
+        lm, setup, L = self.lm, self.setup, self.lm.n_layers
+        S, R = setup.samples, len(restos)
+        hidden = self.corrupt_pre[start][:, t:].repeat(R, 1, 1)  # [R*S, n, d]
+        rows_of = {site: {} for site in ("mlp_out", "attn_out")}
+        for r, (kind, layer) in enumerate(restos):
+            block = slice(r * S, (r + 1) * S)
+            if kind == "hidden":  # the output of block start-1 is the input of block start
+                hidden[block, 0] = self.clean["resid_pre"][start, t]
+            else:
+                site = _SITE[kind]
+                for j in window_layers(layer, self.window, L):
+                    rows_of[site].setdefault(j, []).append(torch.arange(block.start, block.stop))
+        edits = [Edit(site, j, "fn", _set_first_position(torch.cat(rs), self.clean[site][j, t]))
+                 for site, by_layer in rows_of.items() for j, rs in by_layer.items()]
+        if start == 0:
+            edits.insert(0, Edit("resid_pre", 0, "fn", lambda x, h=hidden: h))
+        ids = setup.corrupt_ids[:, t:].repeat(R, 1).to(lm.device)
+        cache = self._cache_before(t, start, R)
+        skip = start_at(lm, start, hidden) if start else nullcontext()
+        with torch.no_grad(), hooked(lm, (), edits), skip:
+            logits = _last_logits(lm, ids, cache)
+        return _target_probs(logits[:, -1], setup.target_id).view(R, S).cpu()
+
+    def _cache_before(self, t: int, start: int, R: int):
+        """The corrupted run's keys/values of positions ``< t``, repeated for R restorations (layers
+        below ``start`` never run, so they get a one-row placeholder of the right length)."""
+        cache_data = []
+        for j, (k, v) in enumerate(self.kv):
+            k, v = k[:, :, :t], v[:, :, :t]
+            cache_data.append((k.repeat(R, 1, 1, 1), v.repeat(R, 1, 1, 1)) if j >= start else (k[:1], v[:1]))
+        return DynamicCache(ddp_cache_data=cache_data, config=self.lm.config) if t else DynamicCache(
+            config=self.lm.config)
+
+
+def _set_first_position(rows: torch.Tensor, value: torch.Tensor):
+    def restore(x):
+        x = x.clone()
+        x[rows.to(x.device), 0] = value.to(x.dtype)
+        return x
+    return restore
+
+
+_TAKES_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
+def _last_logits(lm, ids: torch.Tensor, cache) -> torch.Tensor:
+    """Float32 logits of the last position ``[batch, 1, vocab]``, reading and filling ``cache``."""
+    cls = type(lm.model)
+    if cls not in _TAKES_LOGITS_TO_KEEP:
+        _TAKES_LOGITS_TO_KEEP[cls] = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+    kwargs = {"logits_to_keep": 1} if _TAKES_LOGITS_TO_KEEP[cls] else {}
+    logits = lm.model(input_ids=ids, past_key_values=cache, use_cache=True, **kwargs).logits
+    return logits[:, -1:].float()

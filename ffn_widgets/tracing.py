@@ -1,0 +1,336 @@
+"""Causal tracing (ROME, Meng et al. 2022) and activation patching between two prompts.
+
+Corrupt the subject (Gaussian noise on its input embeddings, or another prompt), restore one clean state
+at a layer × token, and watch how much of p(target) comes back. Three kinds of state: the block's output
+(``hidden``), and the MLP or attention outputs of a window of layers centred on the layer (``mlp``,
+``attn``). The grid is computed by :mod:`ffn_widgets.trace_engine`, row by row.
+
+    tr = fw.causal_trace(lm, "The Eiffel Tower is located in the city of", "The Eiffel Tower", kind="mlp")
+    tr.scores            # [n_layers, n_tokens] p(" Paris") with that state restored
+    tr.p_clean, tr.p_corrupted, tr.figure()
+    fw.causal_trace(lm, prompt, subject, kind="all").figure()     # three kinds, one pass
+    fw.patch_trace(lm, prompt, "The Colosseum is located in the city of", kind="all")
+
+Noise: σ defaults to 3 × the standard deviation of the embedding module's output entries over the
+vocabulary (ROME measures it over subject tokens of a corpus). It is added to layer 0's input, which is
+the embedding module's output (for GPT-2 plus position embeddings, which does not change additive
+noise; Gemma's scaled embedding is scaled inside that module, so σ is measured after scaling too).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .model import LM, InputError
+from .trace_engine import KINDS, TraceEngine, TraceSetup
+
+_COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
+_TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
+
+
+# ---- setting a trace up -------------------------------------------------------------------------
+
+def embedding_sigma(lm: LM) -> float:
+    """Standard deviation of the entries of what the noise is added to: the embedding module's output."""
+    emb = lm.model.get_submodule(lm.arch.embed)
+    weight = emb.weight.detach().float()
+    probe = torch.arange(min(256, weight.shape[0]), device=emb.weight.device)
+    with torch.no_grad():
+        scale = emb(probe).float().norm() / weight[probe].norm().clamp_min(1e-12)
+    return float(weight.std() * scale)
+
+
+def find_subject(lm: LM, prompt: str, subject: str) -> tuple[int, int]:
+    """Token range ``[start, stop)`` covering the first occurrence of ``subject`` in ``prompt``."""
+    if not isinstance(subject, str) or not subject.strip():
+        raise InputError("The subject is empty: give the words of the prompt to corrupt, e.g. 'The Eiffel Tower'.")
+    at = prompt.find(subject)
+    if at < 0:
+        hint = ""
+        low = prompt.lower().find(subject.lower())
+        if low >= 0:
+            hint = f" (it does with other capitals: {prompt[low:low + len(subject)]!r})"
+        raise InputError(f"The subject {subject!r} does not occur in the prompt {prompt!r}{hint}; "
+                         "give it exactly as written in the prompt.")
+    stop_char = at + len(subject)
+    spans = _char_spans(lm, prompt)
+    inside = [i for i, (a, b) in enumerate(spans) if a < stop_char and b > at]
+    if not inside:
+        raise InputError(f"The subject {subject!r} covers no token of the prompt.")
+    return inside[0], inside[-1] + 1
+
+
+def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
+    tok = lm.tokenizer
+    if getattr(tok, "is_fast", False):
+        return [tuple(s) for s in tok(prompt, return_offsets_mapping=True)["offset_mapping"]]
+    ids = lm.encode(prompt).tolist()  # slow tokenizers: lengths of decoded prefixes
+    ends = [len(tok.decode(ids[:i + 1])) for i in range(len(ids))]
+    return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
+
+
+def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int, str]:
+    with torch.no_grad():
+        probs = torch.softmax(lm.forward(ids[None], last_only=True)[0, -1], -1)
+    if target is None:
+        tid = int(probs.argmax())
+        return tid, lm.tokenizer.decode([tid])
+    tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
+    rank = int((probs > probs[tid]).sum())
+    if check and rank >= 10:
+        top = ", ".join(repr(lm.tokenizer.decode([int(i)])) for i in probs.topk(5).indices)
+        raise InputError(f"The model does not predict {target!r} here: it is ranked {rank + 1} with p = "
+                         f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
+                         "recalled; pick a target the model predicts, target=None for its top token, "
+                         "or check_target=False to trace it anyway.")
+    return tid, lm.tokenizer.decode([tid])
+
+
+def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,
+                  seed: int = 0, check_target: bool = True) -> TraceSetup:
+    """A noise corruption of ``subject``: ``samples`` Gaussian draws (fixed ``seed``) of σ = ``noise``."""
+    ids = lm.encode(prompt)
+    start, stop = find_subject(lm, prompt, subject)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise InputError(f"samples must be a positive integer, got {samples!r}.")
+    sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
+    if not sigma >= 0:
+        raise InputError(f"noise is the standard deviation of the noise and must be >= 0, got {noise!r}.")
+    tid, text = _resolve_target(lm, ids, target, check_target)
+    gen = torch.Generator().manual_seed(int(seed))
+    draws = torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma
+    return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, ids[None].repeat(samples, 1),
+                      draws.to(lm.device, lm.dtype), list(range(start, stop)), start, (start, stop), None, sigma)
+
+
+def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
+                  check_target: bool = True) -> TraceSetup:
+    """Activation patching: the corrupted run reads ``corrupted_prompt`` (same token count)."""
+    ids, other = lm.encode(clean_prompt), lm.encode(corrupted_prompt)
+    if len(ids) != len(other):
+        raise InputError(f"Patching restores states position by position, so both prompts need the same number "
+                         f"of tokens: the clean prompt has {len(ids)}, the corrupted one {len(other)} "
+                         f"({lm.token_strings(other)}). Pick a replacement with as many tokens.")
+    differ = (ids != other).nonzero().flatten().tolist()
+    if not differ:
+        raise InputError("The two prompts are the same tokens: there is nothing to patch.")
+    tid, text = _resolve_target(lm, ids, target, check_target)
+    return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
+                      (differ[0], differ[-1] + 1), corrupted_prompt, None)
+
+
+def _check_kinds(kind) -> tuple[str, ...]:
+    kinds = KINDS if kind == "all" else (kind,) if isinstance(kind, str) else tuple(kind)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise InputError(f"kind must be one of {', '.join(KINDS)} or 'all', got {kind!r}.")
+    return kinds
+
+
+def _check_window(window) -> int:
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise InputError(f"window must be a positive number of layers, got {window!r}.")
+    return window
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+@dataclass
+class TraceResult:
+    """One kind's grid. ``probs`` ``[n_layers, n_tokens, samples]`` is p(target) with the state at
+    (layer, token) restored, per noise sample; ``scores`` its mean, ``spread`` its standard deviation."""
+
+    kind: str
+    window: int
+    prompt: str
+    tokens: list[str]
+    subject: tuple[int, int]
+    target: str
+    target_id: int
+    probs: torch.Tensor
+    p_clean: float
+    p_corrupted_samples: torch.Tensor  # [samples]
+    corrupted_prompt: str | None = None
+    sigma: float | None = None
+
+    @property
+    def scores(self) -> torch.Tensor:
+        return self.probs.mean(-1)
+
+    @property
+    def spread(self) -> torch.Tensor:
+        return self.probs.std(-1, correction=0)
+
+    @property
+    def p_corrupted(self) -> float:
+        return float(self.p_corrupted_samples.mean())
+
+    @property
+    def indirect(self) -> torch.Tensor:
+        """Indirect effect: p(restored) − p(corrupted), ``[n_layers, n_tokens]``."""
+        return self.scores - self.p_corrupted
+
+    @property
+    def total_effect(self) -> float:
+        return self.p_clean - self.p_corrupted
+
+    @property
+    def labels(self) -> list[str]:
+        """Tokens with the subject (or the patched tokens) marked by ``*``, as in ROME's plots."""
+        a, b = self.subject
+        return [f"{tok}*" if a <= i < b else tok for i, tok in enumerate(self.tokens)]
+
+    def peak(self) -> tuple[int, int, float]:
+        """(layer, token, score) of the strongest restoration."""
+        flat = int(self.scores.nan_to_num(-1).argmax())
+        layer, token = divmod(flat, self.scores.shape[1])
+        return layer, token, float(self.scores[layer, token])
+
+    def to_frame(self):
+        import pandas as pd
+
+        L, T = self.scores.shape
+        a, b = self.subject
+        return pd.DataFrame({
+            "kind": self.kind, "layer": [l for l in range(L) for _ in range(T)],
+            "position": list(range(T)) * L, "token": self.tokens * L,
+            "in_subject": [a <= t < b for t in range(T)] * L,
+            "p": self.scores.flatten().tolist(), "spread": self.spread.flatten().tolist(),
+            "indirect": self.indirect.flatten().tolist()})
+
+    def heatmap(self):
+        """A plotly heatmap trace (tokens down, layers across, like ROME)."""
+        import plotly.graph_objects as go
+
+        return go.Heatmap(z=self.scores.T.numpy(), y=_unique(self.labels), x=list(range(self.scores.shape[0])),
+                          colorscale=_COLOURS[self.kind], zmin=min(self.p_corrupted, float(self.scores.min())),
+                          customdata=self.spread.T.numpy(),
+                          hovertemplate="layer %{x}, %{y}<br>p = %{z:.4f} ± %{customdata:.4f}<extra></extra>")
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        fig = go.Figure(self.heatmap())
+        fig.update_layout(title=f"{self.title()}<br><sup>{self.caption()}</sup>", xaxis_title="layer",
+                          yaxis_autorange="reversed", height=120 + 24 * len(self.tokens))
+        return fig
+
+    def title(self) -> str:
+        what = "window of %d" % self.window if self.kind != "hidden" else "single layer"
+        return f"Restoring the {self.kind} state ({what}): p({self.target!r})"
+
+    def caption(self) -> str:
+        how = (f"corrupted prompt {self.corrupted_prompt!r}" if self.corrupted_prompt else
+               f"{len(self.p_corrupted_samples)} noise samples, σ = {self.sigma:.3g}")
+        return f"clean p = {self.p_clean:.4f}, corrupted p = {self.p_corrupted:.4f} ({how})"
+
+
+class TraceSet(dict):
+    """Several kinds traced in one pass: ``{kind: TraceResult}`` with a combined figure."""
+
+    def figure(self):
+        from plotly.subplots import make_subplots
+
+        parts = list(self.values())
+        fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[_TITLES[p.kind] for p in parts],
+                            shared_yaxes=True, horizontal_spacing=0.04)
+        for i, part in enumerate(parts, start=1):
+            trace = part.heatmap()
+            trace.update(colorbar=dict(x=i / len(parts) - 0.02, len=0.8, thickness=10))
+            fig.add_trace(trace, row=1, col=i)
+            fig.update_xaxes(title_text="layer", row=1, col=i)
+        fig.update_yaxes(autorange="reversed")
+        first = parts[0]
+        fig.update_layout(title=f"Causal trace of p({first.target!r})<br><sup>{first.caption()}</sup>",
+                          height=140 + 24 * len(first.tokens), width=360 * len(parts))
+        return fig
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.concat([r.to_frame() for r in self.values()], ignore_index=True)
+
+
+def _unique(labels: list[str]) -> list[str]:
+    """Plotly merges equal category labels; make repeated tokens distinct with invisible suffixes."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        n = seen.get(label, 0)
+        seen[label] = n + 1
+        out.append(label + "\u200b" * n)
+    return out
+
+
+# ---- running --------------------------------------------------------------------------------------
+
+class TraceStream:
+    """A trace in progress: iterate to get :class:`~ffn_widgets.trace_engine.TraceRow` s as tokens
+    finish (a tqdm bar shows progress unless ``progress=False``); :meth:`cancel` stops it; :meth:`result`
+    gives what is done so far (unfinished tokens are NaN)."""
+
+    def __init__(self, lm: LM, setup: TraceSetup, kind="all", window: int = 10, max_tokens: int = 4096,
+                 progress: bool = True):
+        self.lm, self.setup = lm, setup
+        self.kinds, self.window = _check_kinds(kind), _check_window(window)
+        self.engine = TraceEngine(lm, setup, self.kinds, self.window, max_tokens)
+        L, T = lm.n_layers, len(setup.ids)
+        self.probs = {k: torch.full((L, T, setup.samples), float("nan")) for k in self.kinds}
+        self.finished: list[int] = []
+        self.progress = progress
+
+    def __iter__(self):
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.engine.n_forwards, desc="causal trace", unit="run", leave=False)
+        try:
+            for row in self.engine.rows(on_forward=bar.update if bar else None):
+                for kind, p in row.probs.items():
+                    self.probs[kind][:, row.token] = p
+                self.finished.append(row.token)
+                yield row
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def cancel(self) -> None:
+        self.engine.cancel()
+
+    def run(self) -> TraceSet:
+        for _ in self:
+            pass
+        return self.result()
+
+    def result(self) -> TraceSet:
+        e, s = self.engine, self.setup
+        e.prepare()
+        return TraceSet({k: TraceResult(k, self.window, s.prompt, s.tokens, s.subject, s.target, s.target_id,
+                                        self.probs[k], e.p_clean, e.p_corrupt, s.corrupted_prompt, s.sigma)
+                         for k in self.kinds})
+
+
+def causal_trace(lm: LM, prompt: str, subject: str, target=None, kind: str | Sequence[str] = "hidden",
+                 samples: int = 10, noise: float | None = None, window: int = 10, seed: int = 0,
+                 check_target: bool = True, progress: bool = True):
+    """ROME's causal trace of ``prompt`` with ``subject`` noised. ``kind`` is ``hidden``, ``mlp`` or
+    ``attn`` (a :class:`TraceResult`), or ``"all"`` / a list (a :class:`TraceSet`, one shared pass).
+    ``target=None`` traces the model's top prediction."""
+    kinds = _check_kinds(kind)
+    setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
+    out = TraceStream(lm, setup, kinds, window, progress=progress).run()
+    return out[kind] if isinstance(kind, str) and kind != "all" else out
+
+
+def patch_trace(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
+                kind: str | Sequence[str] = "hidden", window: int = 10, check_target: bool = True,
+                progress: bool = True):
+    """Activation patching: run ``corrupted_prompt`` and restore one state of ``clean_prompt`` at a
+    layer × token; same grid and kinds as :func:`causal_trace` (one sample, no noise)."""
+    kinds = _check_kinds(kind)
+    setup = prepare_patch(lm, clean_prompt, corrupted_prompt, target, check_target)
+    out = TraceStream(lm, setup, kinds, window, progress=progress).run()
+    return out[kind] if isinstance(kind, str) and kind != "all" else out
