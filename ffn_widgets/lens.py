@@ -100,11 +100,14 @@ def logit_lens(lm: LM, prompt: str | Run, target: str | int | None = None, k: in
                       else lm.tokenizer.decode([target_id])), target_id, post, mid)
 
 
-def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int) -> LensGrid:
-    """Unembed ``[layer, pos, d_model]`` one layer at a time (a full-vocab grid would be large)."""
+def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int, chunk_rows: int = 256) -> LensGrid:
+    """Unembed ``[layer, pos, d_model]`` in row chunks: one large matmul is much faster than one per layer,
+    and chunking keeps the ``[rows, vocab]`` probabilities from growing with the prompt."""
+    n_layers, n_pos, _ = resid.shape
+    flat = resid.reshape(n_layers * n_pos, -1)
     probs, ranks, top_ids, top_probs = [], [], [], []
-    for layer_resid in resid:
-        p = torch.softmax(lm.unembed(layer_resid), dim=-1)  # [pos, vocab]
+    for start in range(0, flat.shape[0], chunk_rows):
+        p = torch.softmax(lm.unembed(flat[start:start + chunk_rows]), dim=-1)  # [rows, vocab]
         tp, ti = p.topk(k, dim=-1)
         top_ids.append(ti)
         top_probs.append(tp)
@@ -112,11 +115,13 @@ def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int) -> LensGri
             pt = p[:, target_id]
             probs.append(pt)
             ranks.append((p > pt[:, None]).sum(-1))
-    top_ids_t = torch.stack(top_ids)
+    shape = (n_layers, n_pos)
+    top_ids_t = torch.cat(top_ids).reshape(*shape, k)
     decode = _decoder(lm)
     top_tokens = [[[decode(int(i)) for i in pos] for pos in layer] for layer in top_ids_t]
-    return LensGrid(torch.stack(probs) if probs else None, torch.stack(ranks) if ranks else None,
-                    top_ids_t, torch.stack(top_probs), top_tokens)
+    return LensGrid(torch.cat(probs).reshape(shape) if probs else None,
+                    torch.cat(ranks).reshape(shape) if ranks else None,
+                    top_ids_t, torch.cat(top_probs).reshape(*shape, k), top_tokens)
 
 
 def _decoder(lm: LM):

@@ -23,7 +23,7 @@ def _direction(lm: LM, run: Run, position: int, target_id: int) -> torch.Tensor:
     """``[d_model]`` vector d with contribution(x) = x · d for anything x added at ``position``."""
     final = run.resid_post[-1, position]
     gain, inv_sigma, centres = lm.norm_scale(final)
-    d = lm.W_U[target_id].float() * gain * inv_sigma
+    d = lm.W_U[target_id].detach().float() * gain * inv_sigma
     return d - d.mean() if centres else d  # (P x)·d = x·(P d) for the centring projection P
 
 
