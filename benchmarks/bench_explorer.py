@@ -14,18 +14,21 @@ Usage: python benchmarks/bench_explorer.py [--repeats 7]
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
+
+import torch  # noqa: E402
 from ipywidgets.widgets.widget import _remove_buffers
 
-import ffn_widgets as fw
-from ffn_widgets.widgets import payload as P
-from ffn_widgets.widgets.arrays import nbytes
+import ffn_widgets as fw  # noqa: E402
+from ffn_widgets.widgets import payload as P  # noqa: E402
+from ffn_widgets.widgets.arrays import nbytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["The Eiffel Tower, a landmark in France, is located in the city of",  # 16 tokens each
@@ -49,6 +52,7 @@ def saved_notebook_bytes() -> int:
     import nbformat
     from nbclient import NotebookClient
 
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     prompt = "The Eiffel Tower is located in the city of"

@@ -4,7 +4,7 @@ Everything a hover or a click needs is sent with the run, so those gestures neve
 
 - ``grids``: per (layer, token) the heatmap statistics as float16 (2 bytes each): the largest |activation|
   in the layer, and the summed contribution of the layer's MLP to the target logit;
-- ``top``: per (layer, token) the top-k neurons by |activation| and by contribution (ids int32,
+- ``top``: per (layer, token) the top-k neurons by |activation| and by contribution (ids uint16, int32 past 65,536 neurons;
   activations and contributions float16), the same rankings as :func:`ffn_widgets.top_neurons`;
 - ``lens``: logit lens after each block (``post``) and before each MLP (``mid``);
 - ``values``: the value vectors' top tokens of every neuron that appears in ``top``; sent as a second
@@ -92,7 +92,7 @@ def run_payload(lm: LM, c: Computed) -> dict:
         data["top"] = {}
         for by, idx in c.top.items():
             data["top"][by] = {
-                "ids": pack(idx, "int32"),
+                "ids": pack(idx, "uint16" if lm.d_mlp <= 65536 else "int32"),
                 "act": pack(run.activations.gather(-1, idx), "float16"),
                 "contrib": pack(c.contrib.gather(-1, idx), "float16"),
             }
