@@ -124,14 +124,20 @@ class TraceEngine:
     """
 
     def __init__(self, lm, setup: TraceSetup, kinds: Sequence[str] = KINDS, window: int = 10,
-                 max_tokens: int = 4096):
+                 max_tokens: int = 4096, prefix_cache: bool = True):
         self.lm, self.setup, self.kinds, self.window = lm, setup, tuple(kinds), window
         self.max_tokens = max(1, int(max_tokens))
+        self.prefix_cache = prefix_cache  # False: recompute positions < t (for the benchmark's ablation)
         self._cancel = threading.Event()
         self._prepared = False
-        L, T = lm.n_layers, len(setup.ids)
+        T = len(setup.ids)
         self.order = list(range(T - 1, setup.first_affected - 1, -1))
-        self.groups = {t: self._groups(t) for t in self.order}
+        # The first token is split by kind, cheapest first, so the first row shows up fast; later tokens
+        # batch all kinds that share a starting layer.
+        cheap_first = sorted(self.kinds, key=("hidden", "attn", "mlp").index)
+        self.parts = [(t, (kind,)) for t in self.order[:1] for kind in cheap_first]
+        self.parts += [(t, self.kinds) for t in self.order[1:]]
+        self.groups = {(t, kinds): self._groups(t, kinds) for t, kinds in self.parts}
         self.n_forwards = sum(len(g) for g in self.groups.values())
 
     def cancel(self) -> None:
@@ -162,11 +168,12 @@ class TraceEngine:
         self._prepared = True
 
     # ---- which restorations share a forward ------------------------------------------------------
-    def _groups(self, t: int) -> list[tuple[int, list[tuple[str, int]]]]:
+    def _groups(self, t: int, kinds) -> list[tuple[int, list[tuple[str, int]]]]:
         """``[(start layer, [(kind, layer), ...]), ...]`` for token ``t``, split to respect max_tokens."""
-        L, n = self.lm.n_layers, len(self.setup.ids) - t
+        L = self.lm.n_layers
+        n = len(self.setup.ids) - (t if self.prefix_cache else 0)
         by_start: dict[int, list[tuple[str, int]]] = {}
-        for kind in self.kinds:
+        for kind in kinds:
             for layer in range(L):
                 if kind == "hidden":
                     if layer == L - 1:
@@ -180,25 +187,31 @@ class TraceEngine:
                 for i in range(0, len(by_start[start]), per_forward)]
 
     # ---- the rows ----------------------------------------------------------------------------------
-    def rows(self, on_forward=None) -> Iterator[TraceRow]:
-        """Yield a :class:`TraceRow` per token: computed tokens last-first, then the unaffected ones.
-        ``on_forward()`` is called after each batched forward (progress bars)."""
+    def rows(self) -> Iterator[TraceRow]:
+        """Yield :class:`TraceRow` s: computed tokens last-first (the last token one kind at a time),
+        then the unaffected ones."""
+        return (step for step in self.steps() if step is not None)
+
+    def steps(self) -> Iterator[TraceRow | None]:
+        """Like :meth:`rows`, plus a ``None`` after every batched forward: a point where a caller (a
+        progress bar, the widget's event-loop task) can update or hand control back."""
         self.prepare()
         L, S = self.lm.n_layers, self.setup.samples
-        for t in self.order:
-            probs = {kind: torch.empty(L, S) for kind in self.kinds}
-            for start, restos in self.groups[t]:
+        for t, kinds in self.parts:
+            probs = {kind: torch.empty(L, S) for kind in kinds}
+            for start, restos in self.groups[t, kinds]:
                 if self.cancelled:
                     return
                 got = self._restore(t, start, restos)
                 for (kind, layer), p in zip(restos, got):
                     probs[kind][layer] = p
-                if on_forward is not None:
-                    on_forward()
+                yield None
             if "hidden" in probs:
                 probs["hidden"][L - 1] = self._final_row(t)
             yield TraceRow(t, probs)
         for t in range(self.setup.first_affected - 1, -1, -1):
+            if self.cancelled:
+                return
             yield TraceRow(t, {kind: self.p_corrupt.expand(L, S).clone() for kind in self.kinds})
 
     def _final_row(self, t: int) -> torch.Tensor:
@@ -212,22 +225,23 @@ class TraceEngine:
         """One forward: positions ``t..`` from layer ``start`` for every restoration; ``[R, S]`` probs."""
         lm, setup, L = self.lm, self.setup, self.lm.n_layers
         S, R = setup.samples, len(restos)
-        hidden = self.corrupt_pre[start][:, t:].repeat(R, 1, 1)  # [R*S, n, d]
+        p0 = t if self.prefix_cache else 0  # first position computed; earlier ones come from the cache
+        hidden = self.corrupt_pre[start][:, p0:].repeat(R, 1, 1)  # [R*S, n, d]
         rows_of = {site: {} for site in ("mlp_out", "attn_out")}
         for r, (kind, layer) in enumerate(restos):
             block = slice(r * S, (r + 1) * S)
             if kind == "hidden":  # the output of block start-1 is the input of block start
-                hidden[block, 0] = self.clean["resid_pre"][start, t]
+                hidden[block, t - p0] = self.clean["resid_pre"][start, t]
             else:
                 site = _SITE[kind]
                 for j in window_layers(layer, self.window, L):
                     rows_of[site].setdefault(j, []).append(torch.arange(block.start, block.stop))
-        edits = [Edit(site, j, "fn", _set_first_position(torch.cat(rs), self.clean[site][j, t]))
+        edits = [Edit(site, j, "fn", _setter(torch.cat(rs), t - p0, self.clean[site][j, t]))
                  for site, by_layer in rows_of.items() for j, rs in by_layer.items()]
         if start == 0:
             edits.insert(0, Edit("resid_pre", 0, "fn", lambda x, h=hidden: h))
-        ids = setup.corrupt_ids[:, t:].repeat(R, 1).to(lm.device)
-        cache = self._cache_before(t, start, R)
+        ids = setup.corrupt_ids[:, p0:].repeat(R, 1).to(lm.device)
+        cache = self._cache_before(p0, start, R)
         skip = start_at(lm, start, hidden) if start else nullcontext()
         with torch.no_grad(), hooked(lm, (), edits), skip:
             logits = _last_logits(lm, ids, cache)
@@ -244,10 +258,10 @@ class TraceEngine:
             config=self.lm.config)
 
 
-def _set_first_position(rows: torch.Tensor, value: torch.Tensor):
+def _setter(rows: torch.Tensor, position: int, value: torch.Tensor):
     def restore(x):
         x = x.clone()
-        x[rows.to(x.device), 0] = value.to(x.dtype)
+        x[rows.to(x.device), position] = value.to(x.dtype)
         return x
     return restore
 

@@ -278,24 +278,39 @@ class TraceStream:
         self.engine = TraceEngine(lm, setup, self.kinds, self.window, max_tokens)
         L, T = lm.n_layers, len(setup.ids)
         self.probs = {k: torch.full((L, T, setup.samples), float("nan")) for k in self.kinds}
-        self.finished: list[int] = []
+        self.finished: list[tuple[int, tuple[str, ...]]] = []  # (token, kinds) in the order they finished
+        self.forwards_done = 0
         self.progress = progress
 
     def __iter__(self):
+        return (step for step in self.steps() if step is not None)
+
+    def steps(self):
+        """Rows as they finish, with a ``None`` after every batched forward (see ``TraceEngine.steps``)."""
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.engine.n_forwards, desc="causal trace", unit="run", leave=False)
         try:
-            for row in self.engine.rows(on_forward=bar.update if bar else None):
-                for kind, p in row.probs.items():
-                    self.probs[kind][:, row.token] = p
-                self.finished.append(row.token)
-                yield row
+            for step in self.engine.steps():
+                if step is None:
+                    self.forwards_done += 1
+                    if bar is not None:
+                        bar.update()
+                else:
+                    for kind, p in step.probs.items():
+                        self.probs[kind][:, step.token] = p
+                    self.finished.append((step.token, tuple(step.probs)))
+                yield step
         finally:
             if bar is not None:
                 bar.close()
+
+    @property
+    def done(self) -> bool:
+        """Every cell computed."""
+        return not any(p.isnan().any() for p in self.probs.values())
 
     def cancel(self) -> None:
         self.engine.cancel()

@@ -58,6 +58,10 @@ def test_engine_equals_reference_loop(deep_factory, family):
         torch.testing.assert_close(got[kind].probs, ref[kind], rtol=1e-4, atol=1e-7)
         spread = float((ref[kind].max() - ref[kind].min()) / ref[kind].max())
         assert spread > 0.05  # the grid is far from flat: a wrong cell would show
+    if family == "llama":  # the benchmark's ablation: recomputing the prefix instead of caching it
+        no_cache = TraceStream(lm, setup, "all", window=3, progress=False)
+        no_cache.engine.prefix_cache = False
+        torch.testing.assert_close(no_cache.run()["attn"].probs, ref["attn"], rtol=1e-4, atol=1e-7)
     assert _untouched(lm)
 
 
@@ -157,10 +161,11 @@ def test_stream_last_token_first_cancel_and_cleanup(deep_factory):
     setup = prepare_trace(lm, PROMPT, SUBJECT, samples=2, check_target=False)
     stream = TraceStream(lm, setup, "all", window=3, progress=False)
     T = len(setup.ids)
-    first = next(iter(stream))
-    assert first.token == T - 1 and set(first.probs) == set(KINDS)
+    rows = iter(stream)
+    first = [next(rows) for _ in KINDS]  # the last token, one kind at a time, cheapest first
+    assert [r.token for r in first] == [T - 1] * 3 and [list(r.probs) for r in first] == [["hidden"], ["attn"], ["mlp"]]
     stream.cancel()
-    assert list(stream) == [] and _untouched(lm)
+    assert list(rows) == [] and _untouched(lm)
     partial = stream.result()
     assert not partial["mlp"].scores[:, -1].isnan().any() and partial["mlp"].scores[:, 0].isnan().all()
     order = [row.token for row in TraceStream(lm, setup, "hidden", progress=False)]
@@ -231,3 +236,55 @@ def test_real_model_cells_match_reference_and_show_the_late_site(default_lm):
     assert hidden.scores[-1, -1] == pytest.approx(hidden.p_clean, rel=1e-4)
     late = res["attn"].scores[lm.n_layers // 2:, -1].max()  # attention at the last token, late layers
     assert late - hidden.p_corrupted > 0.3 * hidden.total_effect
+
+
+# ---- the widget (kernel side; the browser side is in js/tests and tests/browser) ---------------------
+
+def test_widget_streams_on_the_event_loop_and_matches_the_analysis(deep_factory):
+    import asyncio
+
+    from ffn_widgets.widgets.arrays import unpack
+
+    lm = deep_factory("llama")
+    seen = []
+
+    async def main():
+        widget = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, noise=NOISE, window=3, check_target=False)
+        widget.observe(lambda change: seen.append(change["new"]["finished"]), names="grid")
+        await widget._task
+        return widget
+
+    widget = asyncio.run(main())
+    assert widget.status == "done" and widget.progress == {} and widget.error == ""
+    assert seen == sorted(seen) and seen[-1] == len(widget.setup.tokens) + 2  # rows arrive one by one
+    ref = fw.causal_trace(lm, PROMPT, SUBJECT, kind="all", samples=2, noise=NOISE, window=3, check_target=False,
+                          progress=False)
+    for kind in KINDS:
+        torch.testing.assert_close(torch.from_numpy(unpack(widget.grid["scores"][kind]).copy()), ref[kind].scores.T)
+    assert widget.grid["p_clean"] == pytest.approx(ref["mlp"].p_clean)
+
+
+def test_widget_mlp_click_lists_neurons_by_contribution(deep_factory):
+    from ffn_widgets.neurons import contributions
+    from ffn_widgets.widgets.arrays import unpack
+
+    lm = deep_factory("llama")
+    widget = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, noise=NOISE, window=3, check_target=False)
+    assert widget.status == "waiting"  # no event loop here: nothing runs until wait()
+    picked = []
+    widget.on_neuron_selected(lambda layer, neuron: picked.append((layer, neuron)))
+    assert widget.dispatch({"type": "select_cell", "kind": "mlp", "layer": 2, "token": 3})
+    ids = unpack(widget.neurons["neurons"]).tolist()
+    run = lm.run(PROMPT)
+    c = contributions(lm, run, 2, 3, widget.setup.target_id)
+    assert ids == c.topk(len(ids)).indices.tolist()
+    assert widget.dispatch({"type": "select_neuron", "layer": 2, "neuron": ids[0]}) and picked == [(2, ids[0])]
+    assert not widget.dispatch({"type": "select_cell", "kind": "mlp", "layer": 99, "token": 0})
+    assert "layer must be" in widget.error
+    widget.dispatch({"type": "cancel"})
+    assert widget.status == "cancelled" and _untouched(lm)
+    assert widget.result["hidden"].scores.isnan().all()
+    with pytest.raises(InputError, match="either a subject"):
+        fw.CausalTrace(lm, PROMPT)
+    with pytest.raises(InputError, match="does not occur"):
+        fw.CausalTrace(lm, PROMPT, "Big Ben")

@@ -1,0 +1,117 @@
+"""Issue 6 benchmark: the causal-tracing engine against ROME's reference loop, same model, prompt and seed.
+
+The reference is a faithful straightforward loop (``trace_engine.reference_trace``): for each kind, layer
+and token one full forward over [clean, 10 noised] rows with all logits. Both compute the full three-kind
+grid; runs are interleaved and medians reported, with the ratio measured in the same run. Also: the
+first row's latency (from the call, setup included, to the first streamed row), the largest difference
+between the two grids, and an ablation of the engine's ideas on the subject-first prompt.
+
+Usage: python benchmarks/bench_tracing.py [--repeats 2] [--quick]
+"""
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+
+import torch
+
+import ffn_widgets as fw
+from ffn_widgets.trace_engine import KINDS, TraceEngine, reference_trace
+from ffn_widgets.tracing import TraceStream, prepare_trace
+
+# (prompt, subject): the subject first (every token needs tracing: the engine's worst case) and the
+# subject last (tokens before it need no compute), both facts the default model knows.
+PROMPTS = [("The iPod was developed by", "The iPod"), ("The capital of Japan is", "Japan")]
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def engine_grid(lm, setup, **options):
+    engine = TraceEngine(lm, setup, KINDS, 10, **options)
+    probs = {k: torch.empty(lm.n_layers, len(setup.ids), setup.samples) for k in KINDS}
+    for row in engine.rows():
+        for kind, p in row.probs.items():
+            probs[kind][:, row.token] = p
+    return probs
+
+
+def first_row_latency(lm, prompt, subject) -> float:
+    t = time.perf_counter()
+    stream = TraceStream(lm, prepare_trace(lm, prompt, subject), "all", progress=False)
+    next(iter(stream))
+    elapsed = time.perf_counter() - t
+    stream.cancel()
+    return elapsed
+
+
+def compare(lm, prompt, subject, repeats):
+    setup = prepare_trace(lm, prompt, subject)
+    ours, ref = [], []
+    for _ in range(repeats):  # interleaved
+        t, grid = timed(lambda: engine_grid(lm, setup))
+        ours.append(t)
+        t, ref_grid = timed(lambda: reference_trace(lm, setup, KINDS, 10))
+        ref.append(t)
+    diff = max(float((grid[k] - ref_grid[k]).abs().max()) for k in KINDS)
+    latency = statistics.median(first_row_latency(lm, prompt, subject) for _ in range(5))
+    return {"prompt": prompt, "tokens": len(setup.ids), "subject_tokens": list(setup.subject),
+            "engine_s": statistics.median(ours), "reference_s": statistics.median(ref),
+            "speedup": statistics.median(ref) / statistics.median(ours), "max_abs_diff": diff,
+            "first_row_s": latency, **clean_and_corrupted(lm, setup)}
+
+
+def clean_and_corrupted(lm, setup):
+    e = TraceEngine(lm, setup, ("hidden",))
+    e.prepare()
+    return {"p_clean": e.p_clean, "p_corrupted": float(e.p_corrupt.mean())}
+
+
+def ablation(lm, prompt, subject):
+    """Each idea switched off on its own, against the full engine measured alongside."""
+    setup = prepare_trace(lm, prompt, subject)
+    variants = {
+        "full engine": lambda: engine_grid(lm, setup),
+        "no prefix KV cache (recompute positions < t)": lambda: engine_grid(lm, setup, prefix_cache=False),
+        "no batching (one restoration per forward)": lambda: engine_grid(lm, setup, max_tokens=1),
+        "no skipping of unaffected tokens": lambda: engine_grid(lm, dataclasses.replace(setup, first_affected=0)),
+    }
+    return {name: timed(fn)[0] for name, fn in variants.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one repeat, no ablation")
+    args = parser.parse_args()
+    lm = fw.load_model()
+    repeats = 1 if args.quick else args.repeats
+    print(f"model {lm.name}: {lm.n_layers} layers; torch threads {torch.get_num_threads()}; "
+          f"10 noise samples, window 10, three kinds; medians of {repeats} interleaved runs")
+    results = []
+    for prompt, subject in PROMPTS:
+        r = compare(lm, prompt, subject, repeats)
+        results.append(r)
+        print(f"\n{prompt!r} ({r['tokens']} tokens, subject tokens {r['subject_tokens']}), "
+              f"p clean {r['p_clean']:.3f} / corrupted {r['p_corrupted']:.3f}")
+        print(f"  reference loop   {r['reference_s']:8.2f} s")
+        print(f"  engine           {r['engine_s']:8.2f} s   -> {r['speedup']:.1f}x faster")
+        print(f"  first row        {r['first_row_s']:8.2f} s   (setup included)")
+        print(f"  max |engine - reference| = {r['max_abs_diff']:.2e}")
+    if not args.quick:
+        for prompt, subject in PROMPTS:
+            times = ablation(lm, prompt, subject)
+            full = times["full engine"]
+            print(f"\nablation on {prompt!r} (time, and slowdown against the full engine):")
+            for name, t in times.items():
+                print(f"  {name:48s} {t:8.2f} s  {t / full:5.2f}x")
+            results.append({"ablation": prompt, **times})
+    print("\n" + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""``CausalTrace``: ROME's three heatmaps (hidden state, MLP, attention), filled in as rows finish.
+
+Tokens run down (the subject marked), layers across; hover a cell for p(target) ± its spread over noise
+samples and the indirect effect. Clicking an MLP cell lists the neurons of that layer at that token ranked
+by contribution to the target; clicking a neuron calls ``on_neuron_selected`` callbacks (the explorer
+opens its card). The trace runs as a task on the kernel's event loop, one batched forward per step, so
+the notebook stays responsive and the model is never used from two threads; outside a kernel
+:meth:`CausalTrace.wait` computes it in place.
+
+    tr = fw.CausalTrace(lm, "The Eiffel Tower is located in the city of", "The Eiffel Tower")
+    tr                                   # streams; Cancel stops it
+    tr.wait().figure()                   # the finished TraceSet as a plotly figure
+    fw.CausalTrace(lm, prompt, corrupted_prompt="The Colosseum is located in the city of")  # patching
+    tr.show_in(explorer)                 # in the explorer's panel; neuron clicks open neuron cards there
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import traitlets
+
+from ..model import LM, InputError
+from ..neurons import top_neurons
+from ..tracing import TraceSet, TraceStream, prepare_patch, prepare_trace
+from .arrays import pack
+from .base import ViewWidget, describe, handles
+
+
+class CausalTrace(ViewWidget):
+    view = traitlets.Unicode("causal_trace").tag(sync=True)
+    grid = traitlets.Dict({}).tag(sync=True)
+    neurons = traitlets.Dict({}).tag(sync=True)
+    selected = traitlets.Dict({}).tag(sync=True)
+
+    def __init__(self, lm: LM, prompt: str, subject: str | None = None, target=None,
+                 corrupted_prompt: str | None = None, kind="all", samples: int = 10, noise: float | None = None,
+                 window: int = 10, seed: int = 0, check_target: bool = True, start: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if (subject is None) == (corrupted_prompt is None):
+            raise InputError("Give either a subject to noise (causal tracing) or a corrupted_prompt "
+                             "(activation patching), not both.")
+        if corrupted_prompt is None:
+            setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
+        else:
+            setup = prepare_patch(lm, prompt, corrupted_prompt, target, check_target)
+        self.lm, self.setup = lm, setup
+        self.stream = TraceStream(lm, setup, kind, window, progress=False)
+        self._steps = self.stream.steps()
+        self._status = "waiting"
+        self._task = None
+        self._run = None
+        self._callbacks: list[Callable[[int, int], object]] = []
+        self._last_progress = 0.0
+        self.title = f"Causal trace: {prompt}"
+        self._publish()
+        if start:
+            self.start()
+
+    # ---- running -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Schedule the trace on the running event loop (a Jupyter kernel); without one, :meth:`wait`."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._task is None:
+            self._task = loop.create_task(self._drive())
+
+    async def _drive(self):
+        while self._advance():
+            await asyncio.sleep(0)
+
+    def _advance(self) -> bool:
+        """One step (one batched forward); False when finished, cancelled or failed."""
+        if self._status in ("done", "cancelled", "failed"):
+            return False
+        self._status = "running"
+        try:
+            step = next(self._steps)
+        except StopIteration:
+            self._status = "cancelled" if self.stream.engine.cancelled else "done"
+            self.progress = {}
+            self._publish()
+            return False
+        except Exception as exc:  # noqa: BLE001 - shown in the widget; the hook core has cleaned up
+            self._status = "failed"
+            self.error = describe(exc)
+            self.progress = {}
+            self._publish()
+            return False
+        if step is None:
+            self._report_progress()
+        else:
+            self._publish()
+        return True
+
+    def wait(self) -> TraceSet:
+        """Finish the trace here and now (continuing where the background task is) and return it."""
+        while self._advance():
+            pass
+        return self.result
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+        if self._status == "waiting":
+            self._advance()
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def result(self) -> TraceSet:
+        """What is computed so far (unfinished cells are NaN)."""
+        return self.stream.result()
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < 0.1:
+            return
+        self._last_progress = now
+        done, total = self.stream.forwards_done, max(1, self.stream.engine.n_forwards)
+        self.progress = {"message": f"Tracing: {done} of {total} batched runs", "fraction": done / total}
+
+    def _publish(self) -> None:
+        s, e = self.setup, self.stream.engine
+        p_clean = getattr(e, "p_clean", None)
+        p_corrupt = float(e.p_corrupt.mean()) if hasattr(e, "p_corrupt") else None
+        scores = {k: pack(p.mean(-1).T, "float32") for k, p in self.stream.probs.items()}
+        spread = {k: pack(p.std(-1, correction=0).T, "float32") for k, p in self.stream.probs.items()}
+        self.grid = {"tokens": s.tokens, "subject": list(s.subject), "kinds": list(self.stream.kinds),
+                     "n_layers": self.lm.n_layers, "window": self.stream.window, "target": s.target,
+                     "p_clean": p_clean, "p_corrupted": p_corrupt, "samples": s.samples,
+                     "corrupted_prompt": s.corrupted_prompt, "status": self._status,
+                     "finished": len(self.stream.finished), "scores": scores, "spread": spread}
+
+    # ---- gestures ------------------------------------------------------------------------------
+    @handles("cancel")
+    def _on_cancel(self, msg):
+        self.cancel()
+
+    @handles("select_cell")
+    def _on_select_cell(self, msg):
+        kind, layer, token = msg.get("kind"), int(msg.get("layer", -1)), int(msg.get("token", -1))
+        self.lm.check_layer(layer)
+        if not 0 <= token < len(self.setup.tokens):
+            raise InputError(f"token must be in 0..{len(self.setup.tokens) - 1}, got {token}.")
+        self.selected = {"kind": kind, "layer": layer, "token": token}
+        if kind == "mlp":
+            self.show_neurons(layer, token)
+
+    def show_neurons(self, layer: int, token: int, k: int = 10) -> None:
+        """List the neurons at (layer, token) ranked by contribution to the traced target."""
+        if self._run is None:
+            self._run = self.lm.run(self.setup.prompt)
+        r = top_neurons(self.lm, self._run, layer, token, k=k, by="contribution", target=self.setup.target_id)
+        self.neurons = {"layer": r.layer, "position": r.position, "token": r.token, "target": self.setup.target,
+                        "neurons": pack(r.neurons, "int32"), "act": pack(r.activations, "float32"),
+                        "contrib": pack(r.contributions, "float32"), "value_top": r.value_top}
+
+    @handles("select_neuron")
+    def _on_select_neuron(self, msg):
+        layer, neuron = self.lm.check_layer(int(msg["layer"])), self.lm.check_neuron(int(msg["neuron"]))
+        self.selected = {**self.selected, "neuron": neuron, "neuron_layer": layer}
+        for callback in list(self._callbacks):
+            callback(layer, neuron)
+
+    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
+        """Call ``callback(layer, neuron)`` when a neuron of the MLP cell's list is clicked."""
+        self._callbacks.append(callback)
+
+    def show_in(self, explorer, title: str | None = None) -> "CausalTrace":
+        """Place this trace in an :class:`~ffn_widgets.Explorer`'s panel; neuron clicks here reach the
+        explorer's ``on_neuron_selected`` callbacks (which open neuron cards)."""
+        explorer.show(self, title or f"Causal trace of {self.setup.target!r}")
+        self.on_neuron_selected(explorer.select_neuron)
+        return self
+
+    # ---- static exports ------------------------------------------------------------------------
+    def figure(self):
+        return self.result.figure()
+
+    def to_frame(self):
+        return self.result.to_frame()
