@@ -3,7 +3,11 @@ follow the drag live.
 
 The browser sends the whole slider state (every scale) with ``sendLatest``, so only the newest value is
 ever in flight and the kernel never works through a backlog; a message older than one already answered
-is dropped. Each tick sends the bars first, then computes the continuation (:mod:`ffn_widgets.sliders`).
+is dropped. A tick computes and sends the bars only. The greedy continuation costs one single-token step
+per token (memory-bound: every weight is read once per token), so it runs after the tick has been
+acknowledged, once the drag pauses for 0.1 s or at least every 0.5 s while it goes on; inside a
+kernel's event loop it never delays the bars. Without a running event loop (scripts, tests) it is
+computed right away.
 
     kn = fw.knowledge_neurons(lm, prompt, " Paris")
     sliders = fw.NeuronSliders(lm, prompt, kn, target=" Paris")   # or neurons=[(12, 345), ...]
@@ -12,6 +16,7 @@ is dropped. Each tick sends the bars first, then computes the continuation (:mod
 from __future__ import annotations
 
 import math
+import time
 
 import traitlets
 
@@ -22,6 +27,8 @@ from .arrays import pack
 from .base import ViewWidget, handles
 
 SCALE_RANGE = (-1.0, 3.0)
+CONTINUATION_DEBOUNCE_S = 0.1  # continuation after the drag pauses this long...
+CONTINUATION_MAX_WAIT_S = 0.5  # ...or at the latest this long after the first postponed tick
 
 
 class NeuronSliders(ViewWidget):
@@ -44,7 +51,10 @@ class NeuronSliders(ViewWidget):
         self.prompt = prompt
         self.result: Prediction = self.engine.original
         self.ticks = 0  # kernel recomputations, for tests and benchmarks
+        self.timings: dict[str, float] = {}  # milliseconds of the last tick: bars, continuation
         self._seen_seq = -1
+        self._timer = None
+        self._waiting_since = 0.0
         self._ready = False
         self._original_continuation = self._continue({}) if continuation else []
         self.add(neurons)
@@ -144,14 +154,44 @@ class NeuronSliders(ViewWidget):
     def _update(self, seq: int) -> None:
         """Bars first (one message), then the continuation (a second one)."""
         scales = self._current()
+        start = time.perf_counter()
         self.result = self.engine.predict(scales)
         self.ticks += 1
         with self.hold_sync():
             self.scales_seq = seq
             self.prediction = self._bars(self.result, seq)
+        self.timings["bars"] = 1000 * (time.perf_counter() - start)
         if self.n_continue:
-            self.continuation = {"seq": seq, "tokens": self._continue(scales),
-                                 "original": self._original_continuation}
+            self._schedule_continuation()
+
+    def _schedule_continuation(self) -> None:
+        loop = _running_loop()
+        if loop is None:
+            self._send_continuation()
+            return
+        now = loop.time()
+        if self._timer is None:
+            self._waiting_since = now
+        elif now - self._waiting_since < CONTINUATION_MAX_WAIT_S:
+            self._timer.cancel()
+        else:
+            return  # waited long enough: let the pending timer fire
+        self._timer = loop.call_later(CONTINUATION_DEBOUNCE_S, self._continuation_due)
+
+    def _continuation_due(self) -> None:
+        self._timer = None
+        try:
+            self._send_continuation()
+        except Exception as exc:  # noqa: BLE001 - a timer callback: show it, the kernel log is unseen
+            from .base import describe
+
+            self.error = describe(exc)
+
+    def _send_continuation(self) -> None:
+        start = time.perf_counter()
+        self.continuation = {"seq": self.scales_seq, "tokens": self._continue(self._current()),
+                             "original": self._original_continuation}
+        self.timings["continuation"] = 1000 * (time.perf_counter() - start)
 
     def _continue(self, scales) -> list[str]:
         return self.engine.continuation(scales, self.n_continue)
@@ -169,6 +209,15 @@ class NeuronSliders(ViewWidget):
         return {"seq": seq, "tokens": pred.top_tokens, "ids": pack(pred.top_ids, "int32"),
                 "probs": pack(pred.top_probs, "float32"), "original_probs": pack(base, "float32"),
                 "target": target}
+
+
+def _running_loop():
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _checked(value, key) -> float:

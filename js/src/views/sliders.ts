@@ -68,6 +68,7 @@ export function render({ model, el }: RenderProps) {
     seq += 1;
     lastSent = seq;
     sentAt.set(seq, now());
+    root.dataset.sent = String(seq);
     sendLatest(model, "scales", { scales: [...local], seq });
   };
 

@@ -1,0 +1,83 @@
+"""NeuronSliders in a real JupyterLab 4 (headless Chromium), on the default model: a mouse drag changes the
+bars and the kernel state, the continuation follows, a burst of 1000 input events is coalesced. One server
+and one notebook session for the module. (Drag-to-redraw latency: benchmarks/bench_sliders.py.)"""
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_model]
+
+ROOT = ".fw-sliders"
+RANGE = ".fw-sliders input[type=range]"
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    page = lab.open("tests/browser/sliders.ipynb", width=1200, height=1000)
+    lab.run_all()
+    page.wait_for_selector(f"{ROOT} .fw-bar-fill", state="visible")
+    return page
+
+
+def settled(page):
+    """Wait until the bars answer the newest slider message the view sent."""
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
+        return r.dataset.sent !== undefined && r.dataset.seq === r.dataset.sent; }}""", polling=10)
+
+
+def bars(page):
+    return page.evaluate(f"""() => [...document.querySelectorAll('{ROOT} .fw-bars > *')].map(e =>
+        e.classList.contains('fw-bar-track') ? e.firstChild.style.width : e.textContent)""")
+
+
+def test_mouse_drag_changes_the_bars_and_the_kernel_state(lab, page):
+    assert lab.kernel_json("n_tokens") == 16
+    before = bars(page)
+    track = page.locator(RANGE).nth(1)  # the late-layer neuron: a large effect
+    track.scroll_into_view_if_needed()
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    for i in range(1, 11):  # towards the left end (−1): the neuron pushes against " Paris"
+        page.mouse.move(box["x"] + box["width"] / 2 - i * box["width"] / 20, y)
+    page.mouse.up()
+    settled(page)
+    after = bars(page)
+    assert after != before
+    value = float(track.input_value())
+    assert -1 <= value < 0.2  # a real drag lands on a geometry-dependent value
+    state = lab.kernel_json("[w.scales, w.result.target_prob, w.engine.original.target_prob]")
+    assert state[0][1] == pytest.approx(value)
+    assert state[1] < state[2]  # p(" Paris") went down
+    page.click(f"{ROOT} button.fw-reset")
+    page.wait_for_function(f"() => document.querySelectorAll('{RANGE}')[1].value === '1'")
+    assert lab.kernel_json("w.scales") == [1.0, 1.0]
+
+
+def test_continuation_follows_when_the_drag_pauses(lab, page):
+    """The continuation is computed after the bars, once the slider rests: it answers the last position."""
+    page.evaluate(f"""() => {{ const r = document.querySelectorAll('{RANGE}')[1];
+        r.value = '3'; r.dispatchEvent(new Event('input', {{bubbles: true}})); }}""")
+    settled(page)
+    seq = page.locator(ROOT).get_attribute("data-seq")
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .fw-continuation').textContent.length > 1")
+    expected = lab.kernel_json("''.join(w.engine.continuation(w._current(), w.n_continue))")
+    page.wait_for_function("(t) => document.querySelector('.fw-continuation').textContent.includes(t)", arg=expected)
+    assert lab.kernel_json("w.continuation['seq']") == int(seq)
+
+
+def test_a_burst_of_1000_input_events_is_coalesced(lab, page):
+    ticks = lab.kernel_json("w.ticks")
+    page.evaluate(f"""() => {{ const r = document.querySelectorAll('{RANGE}')[0];
+        for (let i = 0; i < 1000; i++) {{ r.value = String(-1 + 4 * ((i * 37) % 1000) / 999);
+                                          r.dispatchEvent(new Event('input', {{bubbles: true}})); }}
+        r.value = '0.5'; r.dispatchEvent(new Event('input', {{bubbles: true}})); }}""")
+    settled(page)
+    after = lab.kernel_json("[w.ticks, w.scales]")
+    assert after[0] - ticks <= 5  # the kernel answered a handful of messages, not 1001
+    assert after[1][0] == 0.5
+    import time
+
+    start = time.perf_counter()
+    assert lab.kernel_json("1 + 1") == 2  # responsive right away
+    assert time.perf_counter() - start < 5
