@@ -220,3 +220,15 @@ def test_widget_reports_bad_gestures_without_changing_state(tiny_lm):
     assert not w.dispatch({"type": "add", "text": "9:1"})
     assert "layer must be" in w.error and w.neuron_list == [(1, 7)]
     assert w.continuation == {}
+
+
+def test_neurons_picked_in_the_explorer_get_sliders(tiny_lm):
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    ex = fw.Explorer(tiny_lm, PROMPT)
+    w = NeuronSliders(tiny_lm, PROMPT, continuation=0)
+    w.connect(ex)
+    assert ex.shown is w
+    assert ex.dispatch({"type": "select_neuron", "layer": 1, "neuron": 7})
+    ex.select_neuron(0, 3)
+    assert w.neuron_list == [(1, 7), (0, 3)] and w.scales == [1.0, 1.0]
