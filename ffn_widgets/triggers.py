@@ -9,8 +9,8 @@ sentence in the batch. Bookkeeping streams: a hook on each layer's down projecti
 activations into histogram counts and merges only values that can still enter a neuron's top-k (those
 at least its current k-th best), so memory never holds more than one layer of one batch. Sentences are
 batched by equal token length (no padding). Ties rank the earlier corpus position first, so the result
-does not depend on batching order. State is committed only after a whole batch, checkpointed atomically,
-and resumed from the last checkpoint after an interruption.
+does not depend on batching order. Ctrl-C takes effect after the running batch, whose state is then
+checkpointed atomically; the next call resumes from the last checkpoint.
 """
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,7 +122,8 @@ def _encode(value, sentence, position, offsets: torch.Tensor) -> torch.Tensor:
 
 # ---- histogram bins straight from the float's bits: sign, exponent, top 2 mantissa bits ---------
 def _bin_table() -> torch.Tensor:
-    code = torch.arange(-1024, 1024, dtype=torch.int32)  # float32 bits >> 21 (arithmetic)
+    """Bin of each ``float32 bits >> 21`` code in -1024..1023, stored so negative codes index from the end."""
+    code = torch.cat([torch.arange(0, 1024), torch.arange(-1024, 0)]).to(torch.int32)
     mag = ((code & 1023) - ((127 + MIN_EXP) * SUB_BINS) + 1).clamp(0, N_MAG)
     return torch.where(code < 0, N_MAG - mag, N_MAG + mag).to(torch.int32)
 
@@ -131,29 +134,33 @@ assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2
 
 def _histogram(x: torch.Tensor, neuron_offset: torch.Tensor) -> torch.Tensor:
     """Counts ``[d * N_BINS]`` of float32 activations ``[N, d]`` per (neuron, bin)."""
-    code = x.view(torch.int32) >> 21
-    code += 1024
-    index = _BIN_TABLE[code]
+    index = _BIN_TABLE[x.view(torch.int32) >> 21]  # negative codes wrap around to the table's end
     index += neuron_offset
     return torch.bincount(index.view(-1), minlength=neuron_offset.numel() * N_BINS)
 
 
 def _merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
-    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``."""
+    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``.
+
+    Only values at least the neuron's current k-th best can enter; after the first batches they are few,
+    so they are merged per affected neuron instead of ranking the whole batch.
+    """
     d, k = keys.shape
-    kth = _decode_values(keys[:, -1])
-    rows, cols = (x >= kth).nonzero(as_tuple=True)
-    if rows.numel() == 0:
+    neuron, token = (x >= _decode_values(keys[:, -1])).T.nonzero(as_tuple=True)  # grouped by neuron
+    if neuron.numel() == 0:
         return keys
-    if rows.numel() > x.numel() // 8:  # early batches: almost everything qualifies; a dense top-k is cheaper
+    if neuron.numel() > x.numel() // 8:  # early batches: almost everything qualifies; rank it all
         return torch.cat([keys.T, _keys(x, gidx[:, None])]).topk(k, dim=0).values.T.contiguous()
-    all_neurons = torch.cat([torch.arange(d).repeat_interleave(k), cols])
-    all_keys = torch.cat([keys.reshape(-1), _keys(x[rows, cols], gidx[rows])])
-    order = torch.argsort(all_keys, descending=True)
-    order = order[torch.argsort(all_neurons[order], stable=True)]  # grouped by neuron, best first
-    counts = torch.bincount(all_neurons, minlength=d)
+    counts = torch.bincount(neuron, minlength=d)
     starts = torch.cumsum(counts, 0) - counts
-    return all_keys[order[starts[:, None] + torch.arange(k)]]
+    affected = counts.nonzero().squeeze(1)
+    row = (torch.cumsum(counts > 0, 0) - 1)[neuron]
+    slot = torch.arange(neuron.numel()) - starts[neuron]
+    candidates = torch.full((affected.numel(), int(counts.max())), _PAD, dtype=torch.int64)
+    candidates[row, slot] = _keys(x[token, neuron], gidx[token])
+    out = keys.clone()
+    out[affected] = torch.cat([keys[affected], candidates], 1).topk(k, dim=1).values
+    return out
 
 
 def _decode_values(keys: torch.Tensor) -> torch.Tensor:
@@ -164,10 +171,35 @@ def _decode_values(keys: torch.Tensor) -> torch.Tensor:
 
 # ---- the mining run -----------------------------------------------------------------------------
 class _State:
-    """Committed results after ``batches_done`` whole batches; replaced as one object (interrupt-safe)."""
+    """Results after ``batches_done`` whole batches, updated in place; ``dirty`` while a batch is half done."""
 
     def __init__(self, keys: torch.Tensor, counts: torch.Tensor, batches_done: int, tokens_done: int):
         self.keys, self.counts, self.batches_done, self.tokens_done = keys, counts, batches_done, tokens_done
+        self.dirty = False
+
+
+@contextmanager
+def _interrupt_after_batch():
+    """Hold Ctrl-C (a notebook's interrupt) until the running batch is complete, so the state stays
+    consistent and can be checkpointed; a second Ctrl-C aborts at once (the last checkpoint stays)."""
+    pending = []
+
+    def hold(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread: signals cannot arrive here anyway
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 class _Miner:
@@ -197,14 +229,15 @@ class _Miner:
             stop = min(stop, state.batches_done + max_batches)
         try:
             for b in range(state.batches_done, stop):
-                state = self._step(state, self.batches[b])
+                with _interrupt_after_batch():
+                    self._step(state, self.batches[b])
                 if bar is not None:
                     bar.update(len(self.batches[b]) * self._length(self.batches[b]))
                 if time.monotonic() - last_save > checkpoint_seconds and b + 1 < len(self.batches):
                     self._checkpoint(partial, state)
                     last_save = time.monotonic()
         except BaseException:
-            if state.batches_done:
+            if state.batches_done and not state.dirty:
                 self._checkpoint(partial, state)  # the last whole batch: resume continues from here
             raise
         finally:
@@ -217,8 +250,8 @@ class _Miner:
         _remove(partial)
         return TriggerIndex.load(self.final)
 
-    def _step(self, state: _State, sentences: np.ndarray) -> _State:
-        """One forward pass over sentences of equal length; returns the new state (the old stays valid)."""
+    def _step(self, state: _State, sentences: np.ndarray) -> None:
+        """One forward pass over sentences of equal length, updating ``state`` in place layer by layer."""
         lm, lead = self.lm, len(self.lead)
         starts = self.offsets[torch.as_tensor(sentences)]
         length = self._length(sentences)
@@ -226,21 +259,22 @@ class _Miner:
         ids = torch.as_tensor(self.ids)[flat].reshape(len(sentences), length).long()
         if lead:
             ids = torch.cat([torch.as_tensor(self.lead).expand(len(sentences), lead), ids], 1)
-        new_keys, new_counts = [None] * lm.n_layers, [None] * lm.n_layers
 
         def record(layer):
             def fn(acts):
                 x = acts[:, lead:].reshape(-1, acts.shape[-1]).float().contiguous()
-                new_counts[layer] = _histogram(x, self.neuron_offset)
-                new_keys[layer] = _merge_topk(state.keys[layer], x, flat)
+                state.counts[layer] += _histogram(x, self.neuron_offset)
+                state.keys[layer] = _merge_topk(state.keys[layer], x, flat)
                 return acts
             return fn
 
         edits = [Edit("neurons", layer, "fn", record(layer)) for layer in range(lm.n_layers)]
+        state.dirty = True
         with torch.no_grad(), hooked(lm, (), edits):
             lm.forward(ids.to(lm.device), last_only=True)
-        return _State(torch.stack(new_keys), state.counts + torch.stack(new_counts), state.batches_done + 1,
-                      state.tokens_done + len(flat))
+        state.batches_done += 1
+        state.tokens_done += len(flat)
+        state.dirty = False
 
     def _length(self, sentences) -> int:
         first = int(sentences[0])
@@ -305,7 +339,7 @@ class _Miner:
         if not same:
             return None
         keys = _encode(index.values, index.sentence_ids, index.positions, self.offsets)
-        counts = torch.as_tensor(np.asarray(index.counts)).to(torch.int64).reshape(self.lm.n_layers, -1)
+        counts = torch.from_numpy(np.array(index.counts, dtype=np.int64)).reshape(self.lm.n_layers, -1)
         return _State(keys, counts, m["progress"]["batches_done"], m["progress"]["tokens_done"])
 
     def _write_final(self, state: _State) -> None:

@@ -2,6 +2,8 @@
 (our own torch hooks on the down projection, not the project's hook core), sorted in full."""
 import copy
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -101,10 +103,10 @@ def test_resumed_and_interrupted_equal_uninterrupted(tiny_lm, corpus, mined, tmp
     assert not part.complete and part.manifest["progress"]["batches_done"] == 3
     calls = {"n": 0}
 
-    def interrupt(module, args, output):
+    def interrupt(module, args, output):  # a real Ctrl-C, arriving in the middle of the fourth batch
         calls["n"] += 1
         if calls["n"] == 4:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
     handle = tiny_lm.blocks[1].register_forward_hook(interrupt)
     try:
@@ -113,7 +115,7 @@ def test_resumed_and_interrupted_equal_uninterrupted(tiny_lm, corpus, mined, tmp
     finally:
         handle.remove()
     saved = TriggerIndex.load(path.with_name("resumed.partial"))
-    assert saved.manifest["progress"]["batches_done"] == 6  # three more whole batches; the fourth discarded
+    assert saved.manifest["progress"]["batches_done"] == 7  # the interrupted batch was finished first
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in tiny_lm.model.modules()), "hook left behind"
     done = mine_triggers(tiny_lm, corpus, k=K, path=path, batch_tokens=200, progress=False)
     assert done.complete and not path.with_name("resumed.partial").exists()
@@ -165,3 +167,24 @@ def test_histogram_bins():
         b = bin_of(value)
         lo, hi = edges[b], edges[b + 1]
         assert lo <= value <= hi, (value, b, lo, hi)
+
+
+@pytest.mark.real_model
+def test_cli_mines_the_real_model(default_lm, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli_index"
+    cmd = [sys.executable, "-m", "ffn_widgets", "mine", "--corpus", "lee", "--max-sentences", "6", "--k", "3",
+           "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    index = fw.load_triggers(out)
+    assert index.complete and index.manifest["model"] == fw.DEFAULT_MODEL and index.n_layers == 30
+    sentences = load_corpus("lee", max_sentences=6).sentences
+    acts = torch.cat([default_lm.run(s, capture=("neurons",)).activations for s in sentences], dim=1)  # [L, T, d]
+    best = acts.max(dim=1).values.numpy()
+    np.testing.assert_allclose(index.values[:, :, 0], best, rtol=1e-4, atol=1e-5)
+    bad = subprocess.run(cmd[:4] + ["--corpus", "no_such_file.txt"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "neither a file nor one of" in bad.stderr, bad.stderr

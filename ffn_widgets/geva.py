@@ -1,0 +1,174 @@
+"""Geva et al. (2021)'s two layer-level statistics, computed from a trigger index and the model.
+
+1. Agreement: per layer, the fraction of memories whose value's top token (``W_U (g ⊙ v_i)``, as in
+   :mod:`ffn_widgets.values`) equals the token that followed the key's top trigger prefix in the corpus —
+   against chance, measured by pairing values with the triggers of randomly permuted neurons (the next
+   tokens are far from uniform, so 1/vocab alone flatters the model), and 1/vocab for reference.
+2. Composition: per layer, over corpus positions, how often the top token of the whole MLP output
+   differs from the top token of every single memory (``sign(m_i)·W_U(g ⊙ v_i)``: a negative coefficient
+   predicts the value's bottom token). Geva found it differs in at least 68% of examples.
+
+    stats = fw.geva_stats(lm, index)
+    stats.figure("agreement"); stats.figure("composition"); stats.to_frame()
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import InputError, LM
+from .model.hooks import hooked
+from .model.loading import cache_dir
+from .trigger_index import TriggerIndex
+from .values import value_logits
+
+
+@dataclass
+class GevaStats:
+    """Per-layer statistics (arrays over ``layers``, fractions in 0..1)."""
+
+    layers: np.ndarray
+    agreement: np.ndarray  # value top token == next token of the top trigger
+    agreement_any: np.ndarray  # ... of any of the top ``triggers`` triggers
+    chance: np.ndarray  # the same as ``agreement`` with neurons' triggers permuted
+    chance_any: np.ndarray
+    uniform_chance: float  # 1 / vocab
+    composition: np.ndarray  # layer output's top token differs from every memory's top token
+    examples: int  # corpus positions used for ``composition``
+    triggers: int
+    top_memories: int | None
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"layer": self.layers, "agreement": self.agreement,
+                             f"agreement_top{self.triggers}": self.agreement_any, "chance": self.chance,
+                             f"chance_top{self.triggers}": self.chance_any, "composition": self.composition})
+
+    def figure(self, which: str = "agreement"):
+        """Plotly figure of one statistic: ``"agreement"`` or ``"composition"``."""
+        import plotly.graph_objects as go
+
+        layers = self.layers
+        fig = go.Figure()
+        if which == "agreement":
+            for y, name, dash in ((self.agreement, "value top = next token of top trigger", None),
+                                  (self.agreement_any, f"... of any of top {self.triggers}", None),
+                                  (self.chance, "chance (permuted neurons)", "dot"),
+                                  (self.chance_any, f"chance, any of top {self.triggers}", "dot")):
+                fig.add_scatter(x=layers, y=100 * y, name=name, mode="lines+markers", line_dash=dash)
+            fig.add_hline(y=100 * self.uniform_chance, line_dash="dash", line_color="grey",
+                          annotation_text="1/vocab")
+            fig.update_layout(title="Do values predict what follows their keys' triggers?",
+                              yaxis_title="% of memories")
+        elif which == "composition":
+            fig.add_bar(x=layers, y=100 * self.composition, name="differs from every memory")
+            fig.add_hline(y=68, line_dash="dash", line_color="grey", annotation_text="Geva 2021: ≥ 68%")
+            scope = "all memories" if self.top_memories is None else f"the {self.top_memories} strongest memories"
+            fig.update_layout(title=f"Layer output's top token differs from that of {scope} "
+                                    f"({self.examples:,} positions)", yaxis_title="% of positions",
+                              yaxis_range=[0, 100])
+        else:
+            raise InputError(f"which must be 'agreement' or 'composition', got {which!r}.")
+        fig.update_layout(xaxis_title="layer", height=360)
+        return fig
+
+
+def geva_stats(lm: LM, index: TriggerIndex, texts=None, *, layers=None, triggers: int | None = None, examples: int = 500,
+               top_memories: int | None = None, permutations: int = 20, seed: int = 0) -> GevaStats:
+    """Both statistics for ``layers`` (default all). ``texts`` (default: the index's own sentences) supply
+    up to ``examples`` positions for the composition statistic; ``top_memories`` restricts "every memory"
+    to the strongest ``|m_i|·‖g ⊙ v_i‖`` ones per position (``None``: every non-zero coefficient).
+
+    Cost: every value of a layer is projected on the vocabulary once (cached per model and layer), and
+    each example position's MLP output once per layer."""
+    if index.n_layers != lm.n_layers or index.d_mlp != lm.d_mlp:
+        raise InputError(f"The index was mined on a model with {index.n_layers} layers x {index.d_mlp} neurons; "
+                         f"this model has {lm.n_layers} x {lm.d_mlp}.")
+    triggers = index.k if triggers is None else triggers
+    if not isinstance(triggers, int) or not 1 <= triggers <= index.k:
+        raise InputError(f"triggers must be an integer in 1..{index.k}, got {triggers!r}.")
+    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(layer) for layer in layers]
+    tops, bottoms = zip(*(value_top_tokens(lm, layer) for layer in layers))
+    agree, agree_any, chance, chance_any = (np.zeros(len(layers)) for _ in range(4))
+    rng = np.random.default_rng(seed)
+    for i, layer in enumerate(layers):
+        nxt = index.next_token_ids(layer)[:, :triggers]
+        agree[i], agree_any[i] = _agreement(tops[i], nxt)
+        runs = [_agreement(tops[i], nxt[rng.permutation(lm.d_mlp)]) for _ in range(permutations)]
+        chance[i], chance_any[i] = np.mean(runs, axis=0)
+    composition, n = memory_composition(lm, texts if texts is not None else index.sentences, layers, examples,
+                                        top_memories, [t[:, 0] for t in tops], [b[:, 0] for b in bottoms])
+    return GevaStats(np.asarray(layers), agree, agree_any, chance, chance_any, 1 / lm.W_U.shape[0], composition,
+                     n, triggers, top_memories)
+
+
+def _agreement(top: np.ndarray, next_ids: np.ndarray) -> tuple[float, float]:
+    """(fraction with top-1 trigger's next token == value top token, fraction with any trigger's)."""
+    first = next_ids[:, 0]
+    has = first >= 0
+    match = next_ids == top[:, :1]
+    any_has = (next_ids >= 0).any(1)
+    return (float(match[has, 0].mean()) if has.any() else 0.0,
+            float(match[any_has].any(1).mean()) if any_has.any() else 0.0)
+
+
+def memory_composition(lm: LM, texts, layers, examples: int, top_memories: int | None, top1, bottom1):
+    """Per layer, the fraction of positions where the MLP output's top token is no memory's top token;
+    ``top1``/``bottom1`` hold each layer's value top/bottom token ids ``[d_mlp]``. Returns (fractions, positions)."""
+    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model))
+    W = lm.W_U.detach().float()
+    top1 = [torch.as_tensor(np.asarray(t)).long() for t in top1]
+    bottom1 = [torch.as_tensor(np.asarray(b)).long() for b in bottom1]
+    norms = [(lm.values(layer).detach().float() * gain).norm(dim=1) for layer in layers]
+    differs, seen = torch.zeros(len(layers)), 0
+    sites = [(site, layer) for layer in layers for site in ("neurons", "mlp_out")]
+    for text in texts:
+        if seen >= examples:
+            break
+        ids = lm.encode(text)[: examples - seen]
+        with torch.no_grad(), hooked(lm, sites) as got:
+            lm.forward(ids[None], last_only=True)
+        for i, layer in enumerate(layers):
+            m = got["neurons", layer][0].float()  # [pos, d_mlp]
+            out_top = ((got["mlp_out", layer][0].float() * gain) @ W.T).argmax(-1)  # [pos]
+            preds = torch.where(m > 0, top1[i], bottom1[i])
+            active = m != 0
+            if top_memories is not None:
+                keep = (m.abs() * norms[i]).topk(min(top_memories, lm.d_mlp), dim=-1).indices
+                active = torch.zeros_like(active).scatter_(1, keep, True) & active
+            differs[i] += (~((preds == out_top[:, None]) & active).any(-1)).sum()
+        seen += len(ids)
+    if seen == 0:
+        raise InputError("No text to measure the composition statistic on.")
+    return (differs / seen).numpy(), seen
+
+
+def value_top_tokens(lm: LM, layer: int, k: int = 10, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom ``k`` token ids of every value vector of a layer, ``[neuron, k]`` each (int32).
+
+    Projecting all values through the unembedding costs a vocab x d_model product per neuron, so the result
+    is cached per model and layer in the user cache."""
+    from .triggers import model_fingerprint
+
+    lm.check_layer(layer)
+    path = cache_dir() / "values" / model_fingerprint(lm) / f"layer{layer:03d}-k{k}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return data["top"], data["bottom"]
+    top = np.zeros((lm.d_mlp, k), np.int32)
+    bottom = np.zeros_like(top)
+    for start in range(0, lm.d_mlp, chunk):
+        logits = value_logits(lm, layer, range(start, min(start + chunk, lm.d_mlp)))
+        top[start:start + chunk] = logits.topk(k, dim=-1).indices.numpy()
+        bottom[start:start + chunk] = (-logits).topk(k, dim=-1).indices.numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, top=top, bottom=bottom)
+    os.replace(tmp, path)
+    return top, bottom
