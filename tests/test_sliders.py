@@ -232,3 +232,13 @@ def test_neurons_picked_in_the_explorer_get_sliders(tiny_lm):
     assert ex.dispatch({"type": "select_neuron", "layer": 1, "neuron": 7})
     ex.select_neuron(0, 3)
     assert w.neuron_list == [(1, 7), (0, 3)] and w.scales == [1.0, 1.0]
+
+
+def test_sliders_from_a_knowledge_neuron_result(tiny_lm):
+    from ffn_widgets.knowledge import KnowledgeNeurons
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    paris = tiny_lm.target_ids(" Paris")[0]
+    kn = KnowledgeNeurons([PROMPT], " Paris", paris, torch.zeros(1, 2, 128), [(1, 7, 0.3), (0, 2, 0.1)], 0.2, 0.5, 20)
+    w = NeuronSliders.from_knowledge(tiny_lm, kn, continuation=0)
+    assert w.neuron_list == [(1, 7), (0, 2)] and w.engine.target_id == paris and w.prompt == PROMPT

@@ -10,7 +10,7 @@ kernel's event loop it never delays the bars. Without a running event loop (scri
 computed right away.
 
     kn = fw.knowledge_neurons(lm, prompt, " Paris")
-    sliders = fw.NeuronSliders(lm, prompt, kn, target=" Paris")   # or neurons=[(12, 345), ...]
+    sliders = fw.NeuronSliders.from_knowledge(lm, kn)             # or fw.NeuronSliders(lm, prompt, [(12, 345)])
     sliders.connect(fw.Explorer(lm, prompt))                      # neurons clicked there are added here
 """
 from __future__ import annotations
@@ -60,6 +60,11 @@ class NeuronSliders(ViewWidget):
         self.add(neurons)
         self._ready = True
         self._update(-1)
+
+    @classmethod
+    def from_knowledge(cls, lm: LM, kn, **kwargs) -> "NeuronSliders":
+        """Sliders for a knowledge-neuron result, on its prompt and tracking its target."""
+        return cls(lm, kn.prompt, kn, target=kn.target_id, **kwargs)
 
     # ---- the Python API ------------------------------------------------------------------
     @property
