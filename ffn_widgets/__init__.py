@@ -26,6 +26,7 @@ _LAZY = {
     "mine_triggers": "triggers", "TriggerIndex": "trigger_index", "Trigger": "trigger_index",
     "load_triggers": "trigger_index",
     "geva_stats": "geva", "GevaStats": "geva",
+    "neuron_card": "cards", "NeuronCardData": "cards", "NeuronCard": "widgets.neuron_card",
     "SliderEngine": "sliders", "Prediction": "sliders",
     "knowledge_neurons": "knowledge", "KnowledgeNeurons": "knowledge", "knowledge_experiment": "knowledge",
     "KnowledgeExperiment": "knowledge", "NeuronSliders": "widgets.sliders",

@@ -6,6 +6,7 @@ import { render as activations } from "./activations";
 import { render as causalTrace } from "./causal_trace";
 import { render as explorer } from "./explorer";
 import { render as lens } from "./lens";
+import { render as neuronCard } from "./neuron_card";
 import { render as neurons } from "./neurons";
 import { render as sliders } from "./sliders";
 
@@ -14,6 +15,7 @@ export const views: Record<string, View> = {
   explorer,
   heatmap: activations,
   lens,
+  neuron_card: neuronCard,
   neurons,
   sliders,
 };

@@ -1,0 +1,104 @@
+"""``NeuronCard``: one neuron as a key-value memory — its corpus triggers, activation histogram, value
+tokens, whether the two agree, and what it does on the current prompt.
+
+    index = fw.mine_triggers(lm, fw.load_corpus())
+    fw.NeuronCard(lm, 20, 1234, index=index, prompt="The Eiffel Tower is located in the city of")
+    fw.NeuronCard.follow(explorer, index)     # a card opens in the explorer's slot on every neuron click
+
+The science lives in :func:`ffn_widgets.cards.neuron_card`; this class only serialises it. Corpus and
+model text travel as JSON strings and are inserted in the browser with ``textContent``.
+"""
+from __future__ import annotations
+
+import traitlets
+
+from ..cards import NeuronCardData, neuron_card
+from ..model import LM, InputError
+from ..trigger_index import TriggerIndex, bin_labels
+from .arrays import pack
+from .base import ViewWidget, handles
+
+
+class NeuronCard(ViewWidget):
+    view = traitlets.Unicode("neuron_card").tag(sync=True)
+    card = traitlets.Dict({}).tag(sync=True)
+
+    def __init__(self, lm: LM, layer: int, neuron: int, index: TriggerIndex | None = None,
+                 prompt: str | None = None, target: str | int | None = None, k: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.lm, self.index, self.k = lm, index, k
+        self.prompt, self.target = prompt, target
+        self._run = None
+        self.data: NeuronCardData | None = None
+        self.set_neuron(layer, neuron)
+
+    # ---- the Python API ------------------------------------------------------------------
+    def set_neuron(self, layer: int, neuron: int) -> None:
+        """Show another neuron (the prompt's forward pass is reused)."""
+        if self.prompt is not None and self._run is None:
+            self._run = self.lm.run(self.prompt, capture=("neurons", "resid_post"))
+        self.data = neuron_card(self.lm, layer, neuron, self.index, target=self.target, k=self.k, run=self._run)
+        self.card = {**serialise(self.data), "n_layers": self.lm.n_layers, "d_mlp": self.lm.d_mlp}
+        self.title = f"L{layer}.N{neuron}"
+
+    def set_prompt(self, prompt: str | None, target: str | int | None = None) -> None:
+        """Show the same neuron on another prompt (``None``: no prompt section)."""
+        run = None if prompt is None else self.lm.run(prompt, capture=("neurons", "resid_post"))
+        self.prompt, self.target, self._run = prompt, target, run
+        self.set_neuron(self.data.layer, self.data.neuron)
+
+    @classmethod
+    def follow(cls, explorer, index: TriggerIndex | None = None, **kwargs) -> "NeuronCard | None":
+        """Open a card in ``explorer``'s slot whenever a neuron is selected there; one card is reused,
+        following the explorer's prompt and target."""
+        state = {"card": None}
+
+        def open_card(layer: int, neuron: int) -> None:
+            prompt, target = explorer.prompt, getattr(explorer, "target", None) or None
+            card = state["card"]
+            if card is None:
+                card = state["card"] = cls(explorer.lm, layer, neuron, index=index, prompt=prompt, target=target,
+                                           **kwargs)
+            else:
+                if (card.prompt, card.target) != (prompt, target):
+                    card.prompt, card.target, card._run = prompt, target, None
+                card.set_neuron(layer, neuron)
+            explorer.show(card, f"Neuron L{layer}.N{neuron}")
+
+        explorer.on_neuron_selected(open_card)
+        return state["card"]
+
+    def figure(self):
+        return self.data.figure()
+
+    def to_frame(self):
+        return self.data.to_frame()
+
+    # ---- gestures ------------------------------------------------------------------------
+    @handles("set_neuron")
+    def _on_set_neuron(self, msg):
+        try:
+            layer, neuron = int(msg["layer"]), int(msg["neuron"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError("Layer and neuron must be whole numbers.") from None
+        with self.busy(f"Loading L{layer}.N{neuron}…"):
+            self.set_neuron(layer, neuron)
+
+
+def serialise(d: NeuronCardData) -> dict:
+    """The card as a synced dict: text as JSON strings, arrays as binary buffers."""
+    out = {
+        "layer": d.layer, "neuron": d.neuron, "agreement": d.agreement,
+        "value": {"top": [[t, float(v)] for t, v in d.value.top], "bottom": [[t, float(v)] for t, v in d.value.bottom]},
+        "triggers": [{"rank": t.rank, "before": t.before, "token": t.token, "next": t.next_token,
+                      "activation": t.activation, "agrees": t.rank in d.matches, "sentence": t.sentence_text}
+                     for t in d.triggers],
+        "index": d.index_info,
+    }
+    if d.histogram is not None:
+        out["histogram"] = {"counts": pack(d.histogram.astype("int64").clip(max=2 ** 31 - 1), "int32"),
+                            "labels": bin_labels(), "prompt_bins": d.prompt_bins()}
+    if d.prompt_acts is not None:
+        out["prompt"] = {"tokens": d.tokens, "acts": pack(d.prompt_acts, "float32"),
+                         "contrib": pack(d.contributions, "float32"), "target": d.target, "text": d.prompt}
+    return out
