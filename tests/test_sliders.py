@@ -177,6 +177,13 @@ def test_widget_answers_drags_with_bars_and_continuation(tiny_lm):
     assert w.dispatch({"type": "reset"})
     assert w.scales == [1.0, 1.0] and w.result.logits is w.engine.original.logits
     assert probs_of(w.prediction)[0] == w.engine.original.top_probs
+    # a message written before the kernel added a neuron: matched by key, the new one keeps its scale
+    w.add(1, 9)
+    assert w.dispatch({"type": "scales", "scales": [0.5, 1.5], "keys": ["0:3", "1:7"], "seq": 2})
+    assert w.scales == [0.5, 1.5, 1.0] and w.scales_seq == 2
+    w.remove(1, 9)
+    assert w.scales_seq == -1  # a change made in the kernel: the view shows it
+    w.reset()
     # add and remove, typed and by message
     assert w.dispatch({"type": "add", "text": "L1:N20"}) and w.neuron_list[-1] == (1, 20)
     assert w.dispatch({"type": "remove", "layer": 0, "neuron": 3}) and w.neuron_list == [(1, 7), (1, 20)]
@@ -214,7 +221,7 @@ def test_widget_reports_bad_gestures_without_changing_state(tiny_lm):
     assert not w.dispatch({"type": "scales", "scales": [5.0], "seq": 1})
     assert "between -1 and 3" in w.error and w.scales == [1.0]
     assert not w.dispatch({"type": "scales", "scales": [1.0, 2.0], "seq": 2})
-    assert "Expected 1 scales" in w.error
+    assert "Expected a list of scales" in w.error
     assert not w.dispatch({"type": "add", "text": "twelve"})
     assert "layer:neuron" in w.error
     assert not w.dispatch({"type": "add", "text": "9:1"})

@@ -87,7 +87,8 @@ class NeuronSliders(ViewWidget):
             rows.append({"layer": layer, "neuron": n, "promotes": promotes})
             scales.append(1.0)
         with self.hold_sync():
-            self.neurons, self.scales = rows, scales
+            self.neurons = rows
+            self._set_scales(scales, -1)
         if self._ready:
             self._update(-1)
 
@@ -95,21 +96,29 @@ class NeuronSliders(ViewWidget):
         keep = [i for i, key in enumerate(self.neuron_list) if key != (layer, neuron)]
         with self.hold_sync():
             self.neurons = [self.neurons[i] for i in keep]
-            self.scales = [self.scales[i] for i in keep]
+            self._set_scales([self.scales[i] for i in keep], -1)
         self._update(-1)
 
     def set_scale(self, layer: int, neuron: int, scale: float) -> None:
+        scale = _checked(scale, (layer, neuron))
         if (layer, neuron) not in self.neuron_list:
             self.add(layer, neuron)
         scales = list(self.scales)
-        scales[self.neuron_list.index((layer, neuron))] = _checked(scale, (layer, neuron))
-        self.scales = scales
+        scales[self.neuron_list.index((layer, neuron))] = scale
+        self._set_scales(scales, -1)
         self._update(-1)
 
     def reset(self) -> None:
         """All scales back to 1: the original prediction, bit for bit."""
-        self.scales = [1.0] * len(self.neurons)
+        self._set_scales([1.0] * len(self.neurons), -1)
         self._update(-1)
+
+    def _set_scales(self, scales: list[float], seq: int) -> None:
+        """Scales and the browser message they answer travel together, so the view can tell an echo of an
+        older drag position (ignored) from a change made here (shown)."""
+        with self.hold_sync():
+            self.scales = scales
+            self.scales_seq = seq
 
     def connect(self, explorer) -> None:
         """Neurons selected in ``explorer`` get a slider here, and these sliders show in its panel."""
@@ -128,12 +137,17 @@ class NeuronSliders(ViewWidget):
         seq = int(msg.get("seq", -1))
         if seq >= 0 and seq <= self._seen_seq:
             return  # an older drag position than one already answered
-        values = msg.get("scales")
-        if not isinstance(values, list) or len(values) != len(self.neurons):
-            raise InputError(f"Expected {len(self.neurons)} scales, got {values!r}.")
-        checked = [_checked(v, key) for v, key in zip(values, self.neuron_list)]
+        values, keys = msg.get("scales"), msg.get("keys")
+        if keys is None:
+            keys = [f"{l}:{n}" for l, n in self.neuron_list]
+        if not isinstance(values, list) or not isinstance(keys, list) or len(values) != len(keys):
+            raise InputError(f"Expected a list of scales for the neurons {keys!r}, got {values!r}.")
+        current = dict(zip((f"{l}:{n}" for l, n in self.neuron_list), self.scales))
+        for key, value in zip(keys, values):
+            if key in current:  # a neuron removed meanwhile is ignored; one added keeps its scale
+                current[key] = _checked(value, tuple(int(x) for x in str(key).split(":")))
         self._seen_seq = max(self._seen_seq, seq)
-        self.scales = checked
+        self._set_scales(list(current.values()), seq)
         self._update(seq)
 
     @handles("reset")
@@ -162,9 +176,7 @@ class NeuronSliders(ViewWidget):
         start = time.perf_counter()
         self.result = self.engine.predict(scales)
         self.ticks += 1
-        with self.hold_sync():
-            self.scales_seq = seq
-            self.prediction = self._bars(self.result, seq)
+        self.prediction = self._bars(self.result, seq)
         self.timings["bars"] = 1000 * (time.perf_counter() - start)
         if self.n_continue:
             self._schedule_continuation()

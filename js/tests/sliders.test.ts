@@ -101,6 +101,10 @@ describe("sliders view", () => {
     box.dispatchEvent(new Event("change"));
     expect(model.sent.at(-1)).toMatchObject({ type: "scales", scales: [2.5, 1] });
     expect(ranges(el)[0].value).toBe("2.5");
+    expect(model.sent.at(-1).keys).toEqual(["3:12", "5:7"]);
+    box.value = "7"; // typed beyond the range: kept to it
+    box.dispatchEvent(new Event("change"));
+    expect(box.value).toBe("3");
     el.querySelector<HTMLButtonElement>("button.fw-reset")!.click();
     expect(model.sent.at(-1)).toEqual({ type: "reset" });
     const add = el.querySelector<HTMLInputElement>('input[aria-label="add neuron"]')!;

@@ -64,12 +64,13 @@ export function render({ model, el }: RenderProps) {
   ]);
   el.appendChild(root);
 
+  const keys = () => (model.get("neurons") ?? []).map((n: Row) => `${n.layer}:${n.neuron}`);
   const sendScales = () => {
     seq += 1;
     lastSent = seq;
     sentAt.set(seq, now());
     root.dataset.sent = String(seq);
-    sendLatest(model, "scales", { scales: [...local], seq });
+    sendLatest(model, "scales", { scales: [...local], keys: keys(), seq });
   };
 
   const buildRows = () => {
@@ -95,10 +96,11 @@ export function render({ model, el }: RenderProps) {
         sendScales();
       });
       box.addEventListener("change", () => {
-        const v = Number(box.value);
+        let v = Number(box.value);
         if (!Number.isFinite(v) || box.value.trim() === "") return;
+        v = Math.min(hi, Math.max(lo, v)); // typed values are kept to the slider's range
         local[i] = v;
-        range.value = String(v);
+        box.value = range.value = String(v);
         sendScales();
       });
       const remove = h("button", { class: "fw-button", text: "×", title: "remove this slider",
