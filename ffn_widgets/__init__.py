@@ -25,7 +25,7 @@ _LAZY = {
     "load_corpus": "corpus", "Corpus": "corpus",
     "mine_triggers": "triggers", "TriggerIndex": "trigger_index", "Trigger": "trigger_index",
     "load_triggers": "trigger_index",
-    "geva_stats": "geva", "GevaStats": "geva",
+    "geva_stats": "geva", "GevaStats": "geva", "token_dependence": "geva",
     "neuron_card": "cards", "NeuronCardData": "cards", "NeuronCard": "widgets.neuron_card",
     "SliderEngine": "sliders", "Prediction": "sliders",
     "knowledge_neurons": "knowledge", "KnowledgeNeurons": "knowledge", "knowledge_experiment": "knowledge",

@@ -172,3 +172,57 @@ def value_top_tokens(lm: LM, layer: int, k: int = 10, chunk: int = 512) -> tuple
         np.savez(f, top=top, bottom=bottom)
     os.replace(tmp, path)
     return top, bottom
+
+
+@dataclass
+class TokenDependence:
+    """How much of a key's response its trigger token explains alone, per layer (median over triggers)."""
+
+    layers: np.ndarray
+    ratio: np.ndarray  # median of act(token after a neutral context) / act(in its corpus context)
+    context: str
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"layer": self.layers, "token_alone_over_in_context": self.ratio})
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Scatter(x=self.layers, y=self.ratio, mode="lines+markers"))
+        fig.update_layout(title="Shallow vs contextual keys: activation from the trigger token alone / in context",
+                          xaxis_title="layer", yaxis_title="median ratio (1 = the token alone suffices)",
+                          height=340)
+        return fig
+
+
+def token_dependence(lm: LM, index: TriggerIndex, layers=None, neurons: int = 40, triggers: int = 3,
+                     context: str = "In this text, the next word is", seed: int = 0) -> TokenDependence:
+    """Geva's shallow-vs-semantic contrast, measured: for ``neurons`` random neurons per layer, the activation
+    on each top trigger's last token placed after a neutral ``context``, over its activation in the corpus.
+    Near 1: the key reads the token itself (shallow); near 0: it needs the sentence (contextual)."""
+    layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(layer) for layer in layers]
+    rng = np.random.default_rng(seed)
+    offsets, token_ids = np.asarray(index.offsets), np.asarray(index.token_ids)
+    picks, trig = {}, {}
+    for layer in layers:
+        picks[layer] = rng.choice(lm.d_mlp, min(neurons, lm.d_mlp), replace=False)
+        sid = np.asarray(index.sentence_ids[layer])[picks[layer], :triggers]
+        pos = np.asarray(index.positions[layer])[picks[layer], :triggers]
+        trig[layer] = np.where(sid >= 0, token_ids[offsets[np.maximum(sid, 0)] + np.maximum(pos, 0)], -1)
+    unique = np.unique(np.concatenate([t.ravel() for t in trig.values()]))
+    unique = unique[unique >= 0]
+    prefix = lm.encode(context)
+    ids = torch.cat([prefix.expand(len(unique), -1), torch.as_tensor(unique, dtype=torch.long)[:, None]], 1)
+    with torch.no_grad(), hooked(lm, [("neurons", layer) for layer in layers]) as got:
+        lm.forward(ids.to(lm.device), last_only=True)
+    ratio = np.zeros(len(layers))
+    for i, layer in enumerate(layers):
+        alone = got["neurons", layer][:, -1].float().cpu().numpy()  # [unique token, d_mlp]
+        rows = np.searchsorted(unique, np.maximum(trig[layer], 0))
+        in_context = np.asarray(index.values[layer])[picks[layer], :triggers]
+        valid = (trig[layer] >= 0) & (in_context != 0)
+        ratios = alone[rows, picks[layer][:, None]][valid] / in_context[valid]
+        ratio[i] = float(np.median(ratios)) if ratios.size else np.nan
+    return TokenDependence(np.asarray(layers), ratio, context)

@@ -113,3 +113,25 @@ def test_figures_frame_and_errors(setup):
         geva_stats(lm, index, triggers=6)
     with pytest.raises(fw.InputError, match="layer must be"):
         geva_stats(lm, index, layers=[2])
+
+
+def test_token_dependence_equals_separate_forward_passes(setup):
+    lm, _, index = setup
+    got = fw.token_dependence(lm, index, layers=[0, 1], neurons=6, triggers=2, context="Here:")
+    rng = np.random.default_rng(0)
+    prefix = lm.tokenizer("Here:")["input_ids"]
+    for i, layer in enumerate([0, 1]):
+        neurons = rng.choice(lm.d_mlp, 6, replace=False)
+        ratios = []
+        for neuron in neurons:
+            for t in index.top(layer, int(neuron), 2):
+                token = index.token_ids[index.offsets[t.sentence] + t.position]
+                seen = {}
+                hook = lm.model.model.layers[layer].mlp.down_proj.register_forward_pre_hook(
+                    lambda m, a: seen.__setitem__("x", a[0][0, -1]))
+                with torch.no_grad():
+                    lm.model(input_ids=torch.tensor([prefix + [int(token)]]))
+                hook.remove()
+                ratios.append(float(seen["x"][neuron]) / t.activation)
+        assert got.ratio[i] == pytest.approx(np.median(ratios), rel=1e-4, abs=1e-6)
+    assert len(got.figure().data) == 1 and list(got.to_frame().layer) == [0, 1]
