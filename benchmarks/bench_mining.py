@@ -5,7 +5,8 @@ Plain and mining runs are interleaved (alternating order) and medians reported; 
 tokens/s over plain-forward tokens/s measured in the same run (goal >= 0.8). The sample is every n-th
 sentence of the default corpus, so its length mix matches the full corpus.
 
-Usage: python benchmarks/bench_mining.py [--sentences 800] [--repeats 3] [--threads N] [--full bfloat16]
+Usage: python benchmarks/bench_mining.py [--sentences 800] [--repeats 3] [--threads N] [--dtypes float32]
+       [--full bfloat16]
 """
 import argparse
 import json
@@ -90,6 +91,7 @@ def main():
     parser.add_argument("--sentences", type=int, default=800)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated dtypes to measure")
     parser.add_argument("--full", default=None, help="also mine the whole default corpus in this dtype and time it")
     args = parser.parse_args()
     if args.threads:
@@ -99,7 +101,7 @@ def main():
     sample = Corpus(full.sentences[::step][:args.sentences], f"wikipedia[::{step}]")
     report = {"threads": torch.get_num_threads(), "sample": repr(sample), "results": []}
     full_tokens = None
-    for dtype in ("float32", "bfloat16"):
+    for dtype in args.dtypes.split(","):
         lm = fw.load_model(dtype=dtype)
         rss_before = rss_mb()
         row = throughput(lm, sample, args.repeats)

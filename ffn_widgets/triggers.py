@@ -103,13 +103,10 @@ def _keys(values: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
 def _decode(keys: torch.Tensor, offsets: torch.Tensor):
     """Keys ``[..., k]`` -> (activation float32, sentence int32, position int32); empty slots -> -inf, -1, -1."""
     pad = keys == _PAD
-    ordv = torch.div(keys, _LOW, rounding_mode="floor")
-    gidx = _LOW - 1 - (keys - ordv * _LOW)
-    o32 = ordv.to(torch.int32)
-    value = torch.where(o32 >= 0, o32, o32 ^ 0x7FFFFFFF).view(torch.float32)
+    gidx = _LOW - 1 - torch.remainder(keys, _LOW)
     sentence = torch.searchsorted(offsets, gidx, right=True) - 1
     position = gidx - offsets[sentence.clamp(min=0)]
-    return (torch.where(pad, float("-inf"), value), torch.where(pad, -1, sentence).to(torch.int32),
+    return (_decode_values(keys), torch.where(pad, -1, sentence).to(torch.int32),
             torch.where(pad, -1, position).to(torch.int32))
 
 
@@ -132,11 +129,17 @@ _BIN_TABLE = _bin_table()
 assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2 mantissa bits"
 
 
-def _histogram(x: torch.Tensor, neuron_offset: torch.Tensor) -> torch.Tensor:
-    """Counts ``[d * N_BINS]`` of float32 activations ``[N, d]`` per (neuron, bin)."""
+def _add_histogram(counts: torch.Tensor, x: torch.Tensor, neuron_offset: torch.Tensor) -> None:
+    """Add the (neuron, bin) counts of float32 activations ``[N, d]`` to ``counts`` ``[d * N_BINS]``."""
     index = _BIN_TABLE[x.view(torch.int32) >> 21]  # negative codes wrap around to the table's end
     index += neuron_offset
-    return torch.bincount(index.view(-1), minlength=neuron_offset.numel() * N_BINS)
+    if x.shape[0] < N_BINS:  # few tokens: scatter them; a full bincount would cost more than the data
+        counts.index_add_(0, index.view(-1), _ONE.expand(index.numel()))
+    else:
+        counts += torch.bincount(index.view(-1), minlength=counts.numel())
+
+
+_ONE = torch.ones(1, dtype=torch.int64)
 
 
 def _merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
@@ -263,7 +266,7 @@ class _Miner:
         def record(layer):
             def fn(acts):
                 x = acts[:, lead:].reshape(-1, acts.shape[-1]).float().contiguous()
-                state.counts[layer] += _histogram(x, self.neuron_offset)
+                _add_histogram(state.counts[layer], x, self.neuron_offset)
                 state.keys[layer] = _merge_topk(state.keys[layer], x, flat)
                 return acts
             return fn
