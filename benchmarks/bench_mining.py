@@ -74,12 +74,16 @@ def card_open_ms(lm, corpus, repeats: int) -> dict:
     except ImportError:
         return out
     index = fw.load_triggers(folder / "index")
-    timings = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        NeuronCard(lm, 20, 100 + i, index=index, prompt="The Eiffel Tower is located in the city of")
-        timings.append((time.perf_counter() - t) * 1e3)
-    out["card_open_ms"] = round(statistics.median(timings), 2)
+    prompt = "The Eiffel Tower is located in the city of"
+    run = lm.run(prompt)  # what the explorer already holds when a neuron is clicked there
+    for name, kwargs in (("card_open_from_explorer_ms", {"run": run}), ("card_open_with_new_prompt_ms",
+                                                                       {"prompt": prompt})):
+        timings = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            NeuronCard(lm, 20, 100 + i, index=index, **kwargs)
+            timings.append((time.perf_counter() - t) * 1e3)
+        out[name] = round(statistics.median(timings), 2)
     t = time.perf_counter()
     NeuronCard(lm, 20, 7, index=index)
     out["card_open_without_prompt_ms"] = round((time.perf_counter() - t) * 1e3, 2)

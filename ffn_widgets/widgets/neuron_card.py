@@ -24,11 +24,12 @@ class NeuronCard(ViewWidget):
     card = traitlets.Dict({}).tag(sync=True)
 
     def __init__(self, lm: LM, layer: int, neuron: int, index: TriggerIndex | None = None,
-                 prompt: str | None = None, target: str | int | None = None, k: int = 10, **kwargs):
+                 prompt: str | None = None, target: str | int | None = None, k: int = 10, run=None, **kwargs):
+        """``run`` (an ``lm.run`` of ``prompt``, e.g. the explorer's) saves the prompt's forward pass."""
         super().__init__(**kwargs)
         self.lm, self.index, self.k = lm, index, k
-        self.prompt, self.target = prompt, target
-        self._run = None
+        self.prompt, self.target = (run.prompt if run is not None else prompt), target
+        self._run = run
         self.data: NeuronCardData | None = None
         self.set_neuron(layer, neuron)
 
@@ -54,14 +55,12 @@ class NeuronCard(ViewWidget):
         state = {"card": None}
 
         def open_card(layer: int, neuron: int) -> None:
-            prompt, target = explorer.prompt, getattr(explorer, "target", None) or None
+            run, target = explorer.run, getattr(explorer, "target", None) or None
             card = state["card"]
             if card is None:
-                card = state["card"] = cls(explorer.lm, layer, neuron, index=index, prompt=prompt, target=target,
-                                           **kwargs)
+                card = state["card"] = cls(explorer.lm, layer, neuron, index=index, target=target, run=run, **kwargs)
             else:
-                if (card.prompt, card.target) != (prompt, target):
-                    card.prompt, card.target, card._run = prompt, target, None
+                card.prompt, card.target, card._run = run.prompt, target, run
                 card.set_neuron(layer, neuron)
             explorer.show(card, f"Neuron L{layer}.N{neuron}")
 
