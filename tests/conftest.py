@@ -62,6 +62,13 @@ def tiny_lm_factory(tokenizer):
     return make
 
 
+def hook_ids(lm) -> set:
+    """Every forward (pre-)hook on the model, to check a with-block left none of its own behind (compare with
+    before: transformers keeps output-capture hooks of its own once a call asked for hidden states)."""
+    return {(name, kind, key) for name, m in lm.model.named_modules()
+            for kind, hooks in (("pre", m._forward_pre_hooks), ("post", m._forward_hooks)) for key in hooks}
+
+
 def _perturb_norms(model):
     """Random models start with unit norm gains and zero biases; make them non-trivial so tests can fail."""
     g = torch.Generator().manual_seed(1)

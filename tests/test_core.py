@@ -7,7 +7,7 @@ from transformers.pytorch_utils import Conv1D
 
 import ffn_widgets as fw
 from ffn_widgets.model import Edit, hooked, start_at
-from conftest import FAMILIES
+from conftest import FAMILIES, hook_ids
 
 PROMPT = "The Eiffel Tower is located in the city of"
 
@@ -108,12 +108,11 @@ def test_intervention_positions_and_ops(tiny_lm):
 def test_hooks_removed_even_on_error(tiny_lm):
     lm = tiny_lm
     before = lm.logits(PROMPT)
-    hooks_before = {(n, k) for n, m in lm.model.named_modules() for k in (*m._forward_hooks, *m._forward_pre_hooks)}
+    hooks_before = hook_ids(lm)
     with pytest.raises(RuntimeError):
         with lm.intervene({(0, 1): 0.0}):
             raise RuntimeError("boom")
-    # compare with before: transformers may keep output-capture hooks of its own installed
-    assert {(n, k) for n, m in lm.model.named_modules() for k in (*m._forward_hooks, *m._forward_pre_hooks)} == hooks_before
+    assert hook_ids(lm) == hooks_before
     assert torch.equal(lm.logits(PROMPT), before)
 
 

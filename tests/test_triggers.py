@@ -8,6 +8,7 @@ import signal
 import numpy as np
 import pytest
 import torch
+from conftest import hook_ids
 
 import ffn_widgets as fw
 from ffn_widgets.corpus import load_corpus
@@ -97,11 +98,6 @@ def test_trigger_text_and_next_token(tiny_lm, corpus, mined):
     assert np.all(np.diff(mined.values, axis=2) <= 0)
 
 
-def _hook_ids(lm):
-    return {(name, kind, key) for name, m in lm.model.named_modules()
-            for kind, hooks in (("pre", m._forward_pre_hooks), ("post", m._forward_hooks)) for key in hooks}
-
-
 def test_resumed_and_interrupted_equal_uninterrupted(tiny_lm, corpus, mined, tmp_path):
     path = tmp_path / "resumed"
     part = mine_triggers(tiny_lm, corpus, k=K, path=path, batch_tokens=200, progress=False, max_batches=3)
@@ -113,8 +109,7 @@ def test_resumed_and_interrupted_equal_uninterrupted(tiny_lm, corpus, mined, tmp
         if calls["n"] == 4:
             os.kill(os.getpid(), signal.SIGINT)
 
-    # transformers keeps its own output-capture hooks once installed (output_hidden_states): compare, don't count
-    before = _hook_ids(tiny_lm)
+    before = hook_ids(tiny_lm)
     handle = tiny_lm.blocks[1].register_forward_hook(interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -123,7 +118,7 @@ def test_resumed_and_interrupted_equal_uninterrupted(tiny_lm, corpus, mined, tmp
         handle.remove()
     saved = TriggerIndex.load(path.with_name("resumed.partial"))
     assert saved.manifest["progress"]["batches_done"] == 7  # the interrupted batch was finished first
-    assert _hook_ids(tiny_lm) == before, "hook left behind"
+    assert hook_ids(tiny_lm) == before, "hook left behind"
     done = mine_triggers(tiny_lm, corpus, k=K, path=path, batch_tokens=200, progress=False)
     assert done.complete and not path.with_name("resumed.partial").exists()
     for name in ("values", "sentence_ids", "positions", "counts"):

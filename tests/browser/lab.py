@@ -92,6 +92,13 @@ class Lab:
             self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         return self.browser
 
+    def open_and_run(self, notebook: str | Path, ready: str, **size):
+        """Open a notebook, run all its cells, and wait until ``ready`` (a CSS selector) is visible."""
+        page = self.open(notebook, **size)
+        self.run_all()
+        page.wait_for_selector(ready, state="visible")
+        return page
+
     def open(self, notebook: str | Path, width: int = 1280, height: int = 1000, timeout: float = 120):
         """Copy the notebook into the server's folder, open it fresh, wait for an idle kernel."""
         src = Path(notebook)

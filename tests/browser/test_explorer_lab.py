@@ -22,9 +22,7 @@ PIXELS = """(sel) => { const c = document.querySelector(sel); const ctx = c.getC
 
 @pytest.fixture(scope="module")
 def page(lab):
-    page = lab.open("notebooks/00_tour.ipynb", width=1300, height=1100)
-    lab.run_all()
-    page.wait_for_selector(HEAT, state="visible")
+    page = lab.open_and_run("notebooks/00_tour.ipynb", HEAT, width=1300, height=1100)
     page.wait_for_function(f"() => document.querySelector('{HEAT}').dataset.cols > 0")
     frames = []  # what the browser sends to the kernel, to check that hover and click send nothing
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(str(payload))))

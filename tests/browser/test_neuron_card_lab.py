@@ -10,10 +10,7 @@ CARD = ".fw-neuron-card"
 
 @pytest.fixture(scope="module")
 def page(lab):
-    page = lab.open("tests/browser/neuron_card.ipynb", width=1200, height=1000)
-    lab.run_all()
-    page.wait_for_selector(f"{CARD} .fw-card-triggers li", state="visible")
-    return page
+    return lab.open_and_run("tests/browser/neuron_card.ipynb", f"{CARD} .fw-card-triggers li", width=1200, height=1000)
 
 
 def test_corpus_markup_is_shown_as_text(lab, page):

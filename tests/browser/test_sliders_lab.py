@@ -12,10 +12,7 @@ RANGE = ".fw-sliders input[type=range]"
 
 @pytest.fixture(scope="module")
 def page(lab):
-    page = lab.open("tests/browser/sliders.ipynb", width=1200, height=1000)
-    lab.run_all()
-    page.wait_for_selector(f"{ROOT} .fw-bar-fill", state="visible")
-    return page
+    return lab.open_and_run("tests/browser/sliders.ipynb", f"{ROOT} .fw-bar-fill", width=1200, height=1000)
 
 
 def settled(page):
