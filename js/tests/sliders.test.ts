@@ -94,6 +94,19 @@ describe("sliders view", () => {
     expect(r.value).toBe("1");
   });
 
+  it("a view rendered again numbers its messages above what the kernel already answered", () => {
+    const { el, model, cleanup } = mount();
+    model.set("prediction", prediction(41, [0.9, 0.05, 0.01]));
+    cleanup();
+    const again = document.createElement("div");
+    render({ model, el: again });
+    const r = ranges(again)[0];
+    r.value = "0";
+    r.dispatchEvent(new Event("input"));
+    expect(model.sent.at(-1).seq).toBe(42); // the kernel drops numbers it has seen: 1 would be ignored
+    expect(ranges(el).length).toBe(0);
+  });
+
   it("typing a number, reset, add and remove send the right messages", () => {
     const { el, model } = mount();
     const box = el.querySelector<HTMLInputElement>("input[type=number]")!;

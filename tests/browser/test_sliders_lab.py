@@ -15,10 +15,33 @@ def page(lab):
     return lab.open_and_run("tests/browser/sliders.ipynb", f"{ROOT} .fw-bar-fill", width=1200, height=1000)
 
 
-def settled(page):
-    """Wait until the bars answer the newest slider message the view sent."""
-    page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
-        return r.dataset.sent !== undefined && r.dataset.seq === r.dataset.sent; }}""", polling=10)
+def settled(page, lab, timeout_s: float = 90):
+    """Wait until the bars answer the newest slider message the view sent; on a timeout say what each side saw."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
+            return r.dataset.sent !== undefined && r.dataset.seq === r.dataset.sent; }}""", polling=10,
+                               timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        view = page.evaluate(f"() => ({{...document.querySelector('{ROOT}').dataset}})")
+        kernel = lab.kernel_json("[w.ticks, w.scales, w.scales_seq, w.prediction.get('seq'), w.error]")
+        raise AssertionError(f"the bars never answered the last message: view {view}, kernel "
+                             "[ticks, scales, scales_seq, prediction seq, error] = {kernel}") from None
+
+
+def stable_box(locator):
+    """The element's box once JupyterLab has stopped moving it (scrolling can re-lay out the notebook)."""
+    import time
+
+    box = None
+    for _ in range(50):
+        now = locator.bounding_box()
+        if now == box:
+            return box
+        box = now
+        time.sleep(0.1)
+    return box
 
 
 def bars(page):
@@ -31,14 +54,16 @@ def test_mouse_drag_changes_the_bars_and_the_kernel_state(lab, page):
     before = bars(page)
     track = page.locator(RANGE).nth(1)  # the late-layer neuron: a large effect
     track.scroll_into_view_if_needed()
-    box = track.bounding_box()
+    box = stable_box(track)
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] / 2, y)
     page.mouse.down()
     for i in range(1, 11):  # towards the left end (−1): the neuron pushes against " Paris"
         page.mouse.move(box["x"] + box["width"] / 2 - i * box["width"] / 20, y)
     page.mouse.up()
-    settled(page)
+    sent = page.locator(ROOT).get_attribute("data-sent")
+    assert sent is not None, f"the drag sent nothing (track box {box}, value {track.input_value()})"
+    settled(page, lab)
     after = bars(page)
     assert after != before
     value = float(track.input_value())
@@ -55,7 +80,7 @@ def test_continuation_follows_when_the_drag_pauses(lab, page):
     """The continuation is computed after the bars, once the slider rests: it answers the last position."""
     page.evaluate(f"""() => {{ const r = document.querySelectorAll('{RANGE}')[1];
         r.value = '3'; r.dispatchEvent(new Event('input', {{bubbles: true}})); }}""")
-    settled(page)
+    settled(page, lab)
     seq = int(page.locator(ROOT).get_attribute("data-seq"))
     # the kernel computes the continuation shortly after the bars; wait for it to answer this position
     # (the text alone can already match when the new continuation equals the previous one)
@@ -75,7 +100,7 @@ def test_a_burst_of_1000_input_events_is_coalesced(lab, page):
         for (let i = 0; i < 1000; i++) {{ r.value = String(-1 + 4 * ((i * 37) % 1000) / 999);
                                           r.dispatchEvent(new Event('input', {{bubbles: true}})); }}
         r.value = '0.5'; r.dispatchEvent(new Event('input', {{bubbles: true}})); }}""")
-    settled(page)
+    settled(page, lab)
     after = lab.kernel_json("[w.ticks, w.scales]")
     assert after[0] - ticks <= 5  # the kernel answered a handful of messages, not 1001
     assert after[1][0] == 0.5

@@ -21,6 +21,17 @@ const CSS = `
 .fw-continuation { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; }
 `;
 
+const sequences = new WeakMap<object, { n: number }>();
+
+function sequence(model: RenderProps["model"]) {
+  let s = sequences.get(model);
+  if (!s) sequences.set(model, (s = { n: 0 }));
+  const state = s;
+  const answered = Math.max(Number(model.get("scales_seq") ?? -1), Number(model.get("prediction")?.seq ?? -1));
+  state.n = Math.max(state.n, answered);
+  return { next: () => (state.n += 1) };
+}
+
 function ensureSliderStyle(): void {
   if (document.getElementById("ffn-widgets-sliders-style")) return;
   document.head.appendChild(h("style", { attrs: { id: "ffn-widgets-sliders-style" }, text: CSS }));
@@ -39,7 +50,9 @@ export function render({ model, el }: RenderProps) {
   ensureSliderStyle();
   const now = () => (typeof performance !== "undefined" ? performance.now() : Date.now());
   let local: number[] = [...(model.get("scales") ?? [])];
-  let seq = 0;
+  // Sequence numbers are shared by every view of this model and start above what the kernel last answered,
+  // so a re-rendered (or second) view never reuses a number the kernel has seen.
+  const counter = sequence(model);
   let lastSent = -1;
   const sentAt = new Map<number, number>();
   let inputs: [HTMLInputElement, HTMLInputElement][] = [];
@@ -66,7 +79,7 @@ export function render({ model, el }: RenderProps) {
 
   const keys = () => (model.get("neurons") ?? []).map((n: Row) => `${n.layer}:${n.neuron}`);
   const sendScales = () => {
-    seq += 1;
+    const seq = counter.next();
     lastSent = seq;
     sentAt.set(seq, now());
     root.dataset.sent = String(seq);
