@@ -8,9 +8,10 @@ full forward per (kind, layer, token). This engine uses three facts instead:
   computes positions ``t..T-1``, reading the corrupted run's keys/values of positions ``< t`` from a cache;
 - restoring at layer ``l`` (or a window starting at ``l``) leaves the blocks below unchanged, so the run
   starts there from the cached corrupted ``resid_pre`` (:func:`~ffn_widgets.model.hooks.start_at`);
-- restorations that share the token and the starting layer (a hidden state at ``s-1``, MLP and
-  attention windows starting at ``s``) share one batched forward; tokens before the corruption's first
-  affected position need no compute at all.
+- restorations of the same token share batched forwards: those with the same starting layer (a hidden
+  state at ``s-1``, MLP and attention windows starting at ``s``) and, where a cost model says small
+  batches waste more than a few discarded blocks, neighbouring starts too (:func:`plan_forwards`);
+  tokens before the corruption's first affected position need no compute at all.
 
 Rows are yielded per token (cheapest, the last token, first) so a widget can draw them as they finish.
 :func:`reference_trace` is the straightforward loop, kept as the definition the engine is tested against.
@@ -168,23 +169,20 @@ class TraceEngine:
         self._prepared = True
 
     # ---- which restorations share a forward ------------------------------------------------------
-    def _groups(self, t: int, kinds) -> list[tuple[int, list[tuple[str, int]]]]:
-        """``[(start layer, [(kind, layer), ...]), ...]`` for token ``t``, split to respect max_tokens."""
+    def _groups(self, t: int, kinds) -> list[list[tuple[str, int, int]]]:
+        """The forwards for token ``t``: lists of ``(kind, layer, start)`` restorations (see :func:`plan_forwards`)."""
         L = self.lm.n_layers
-        n = len(self.setup.ids) - (t if self.prefix_cache else 0)
-        by_start: dict[int, list[tuple[str, int]]] = {}
+        restos = []
         for kind in kinds:
             for layer in range(L):
                 if kind == "hidden":
                     if layer == L - 1:
                         continue  # the final state: no block left to run (see _final_row)
-                    start = layer + 1
+                    restos.append((kind, layer, layer + 1))
                 else:
-                    start = window_layers(layer, self.window, L).start
-                by_start.setdefault(start, []).append((kind, layer))
-        per_forward = max(1, self.max_tokens // (self.setup.samples * n))
-        return [(start, by_start[start][i:i + per_forward]) for start in sorted(by_start)
-                for i in range(0, len(by_start[start]), per_forward)]
+                    restos.append((kind, layer, window_layers(layer, self.window, L).start))
+        n = len(self.setup.ids) - (t if self.prefix_cache else 0)
+        return plan_forwards(restos, self.setup.samples, n, L, self.max_tokens)
 
     # ---- the rows ----------------------------------------------------------------------------------
     def rows(self) -> Iterator[TraceRow]:
@@ -199,11 +197,11 @@ class TraceEngine:
         L, S = self.lm.n_layers, self.setup.samples
         for t, kinds in self.parts:
             probs = {kind: torch.empty(L, S) for kind in kinds}
-            for start, restos in self.groups[t, kinds]:
+            for restos in self.groups[t, kinds]:
                 if self.cancelled:
                     return
-                got = self._restore(t, start, restos)
-                for (kind, layer), p in zip(restos, got):
+                got = self._restore(t, restos)
+                for (kind, layer, _), p in zip(restos, got):
                     probs[kind][layer] = p
                 yield None
             if "hidden" in probs:
@@ -221,31 +219,55 @@ class TraceEngine:
             return torch.full((self.setup.samples,), self.p_clean)
         return self.p_corrupt.clone()
 
-    def _restore(self, t: int, start: int, restos: list[tuple[str, int]]) -> torch.Tensor:
-        """One forward: positions ``t..`` from layer ``start`` for every restoration; ``[R, S]`` probs."""
+    def _restore(self, t: int, restos: list[tuple[str, int, int]]) -> torch.Tensor:
+        """One forward: positions ``t..`` for every restoration, from the lowest starting layer ``s0``;
+        a restoration starting higher gets its (corrupted, possibly restored) input written over its rows
+        at its own start, so what those rows computed below it is discarded. ``[R, S]`` probs."""
         lm, setup, L = self.lm, self.setup, self.lm.n_layers
         S, R = setup.samples, len(restos)
         p0 = t if self.prefix_cache else 0  # first position computed; earlier ones come from the cache
-        hidden = self.corrupt_pre[start][:, p0:].repeat(R, 1, 1)  # [R*S, n, d]
+        s0 = min(start for _, _, start in restos)
+        hidden = self.corrupt_pre[s0][:, p0:].repeat(R, 1, 1)  # [R*S, n, d]
         rows_of = {site: {} for site in ("mlp_out", "attn_out")}
-        for r, (kind, layer) in enumerate(restos):
+        inputs: dict[int, list[tuple[int, bool]]] = {}  # start layer > s0 -> [(restoration, restore hidden)]
+        for r, (kind, layer, start) in enumerate(restos):
             block = slice(r * S, (r + 1) * S)
-            if kind == "hidden":  # the output of block start-1 is the input of block start
+            if start > s0:
+                inputs.setdefault(start, []).append((r, kind == "hidden"))
+            elif kind == "hidden":  # the output of block start-1 is the input of block start
                 hidden[block, t - p0] = self.clean["resid_pre"][start, t]
-            else:
+            if kind != "hidden":
                 site = _SITE[kind]
                 for j in window_layers(layer, self.window, L):
                     rows_of[site].setdefault(j, []).append(torch.arange(block.start, block.stop))
         edits = [Edit(site, j, "fn", _setter(torch.cat(rs), t - p0, self.clean[site][j, t]))
                  for site, by_layer in rows_of.items() for j, rs in by_layer.items()]
-        if start == 0:
+        edits += [Edit("resid_pre", j, "fn", self._start_input(j, t, p0, group)) for j, group in inputs.items()]
+        if s0 == 0:
             edits.insert(0, Edit("resid_pre", 0, "fn", lambda x, h=hidden: h))
         ids = setup.corrupt_ids[:, p0:].repeat(R, 1).to(lm.device)
-        cache = self._cache_before(p0, start, R)
-        skip = start_at(lm, start, hidden) if start else nullcontext()
+        cache = self._cache_before(p0, s0, R)
+        skip = start_at(lm, s0, hidden) if s0 else nullcontext()
         with torch.no_grad(), hooked(lm, (), edits), skip:
             logits = _last_logits(lm, ids, cache)
         return _target_probs(logits[:, -1], setup.target_id).view(R, S).cpu()
+
+    def _start_input(self, j: int, t: int, p0: int, group: list[tuple[int, bool]]):
+        """The edit that starts restorations at block ``j``: their rows get the corrupted input of ``j``
+        (with the clean state at ``t`` for a hidden restoration of block ``j-1``)."""
+        S = self.setup.samples
+        corrupted = self.corrupt_pre[j][:, p0:]
+        rows = torch.cat([torch.arange(r * S, (r + 1) * S) for r, _ in group])
+        value = torch.cat([corrupted.clone() for _ in group])
+        for i, (_, restore_hidden) in enumerate(group):
+            if restore_hidden:
+                value[i * S:(i + 1) * S, t - p0] = self.clean["resid_pre"][j, t]
+
+        def start_here(x):
+            x = x.clone()
+            x[rows.to(x.device)] = value.to(x.device, x.dtype)
+            return x
+        return start_here
 
     def _cache_before(self, t: int, start: int, R: int):
         """The corrupted run's keys/values of positions ``< t``, repeated for R restorations (layers
@@ -256,6 +278,44 @@ class TraceEngine:
             cache_data.append((k.repeat(R, 1, 1, 1), v.repeat(R, 1, 1, 1)) if j >= start else (k[:1], v[:1]))
         return DynamicCache(ddp_cache_data=cache_data, config=self.lm.config) if t else DynamicCache(
             config=self.lm.config)
+
+
+# Relative costs for planning forwards, in "one token-row through one block" units, measured on a CPU:
+# a block call costs about as much as this many extra rows (weights read, Python), and the unembedding of
+# one row about as much as this many blocks.
+_BLOCK_CALL_ROWS = 40
+_HEAD_BLOCKS = 8
+_HEAD_CALL_ROWS = 30
+
+
+def plan_forwards(restos: list[tuple[str, int, int]], samples: int, positions: int, n_layers: int,
+                  max_rows: int) -> list[list[tuple[str, int, int]]]:
+    """Split restorations ``(kind, layer, start)`` into forwards of neighbouring starts, minimising a cost
+    model: merging saves per-call overheads (small batches run far below peak speed) but runs the later
+    starts' rows through blocks whose results are thrown away. A restoration is ``samples`` batch rows of
+    ``positions`` tokens; a forward holds at most ``max_rows`` token-rows, or one restoration."""
+    restos = sorted(restos, key=lambda r: (r[2], r[0], r[1]))
+    n = len(restos)
+
+    rows_each = samples * positions
+
+    def cost(i: int, j: int) -> float:  # restos[i:j] in one forward, every row from the lowest start
+        blocks = (n_layers - restos[i][2]) * ((j - i) * rows_each + _BLOCK_CALL_ROWS)
+        return blocks + _HEAD_BLOCKS * ((j - i) * samples + _HEAD_CALL_ROWS)
+
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j - 1, -1, -1):
+            if i < j - 1 and (j - i) * rows_each > max_rows:
+                break
+            c = best[i] + cost(i, j)
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    plan, j = [], n
+    while j:
+        plan.append(restos[cut[j]:j])
+        j = cut[j]
+    return plan[::-1]
 
 
 def _setter(rows: torch.Tensor, position: int, value: torch.Tensor):
