@@ -30,6 +30,7 @@ from transformers import DynamicCache
 from .model.hooks import Edit, collect, hooked, start_at
 
 KINDS = ("hidden", "mlp", "attn")
+CLEAN_SITES = ("resid_pre", "mlp_out", "attn_out")  # the clean run's states a restoration copies
 _SITE = {"hidden": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
 
 
@@ -54,6 +55,7 @@ class TraceSetup:
     subject: tuple[int, int] | None = None  # token range [start, stop) of the subject
     corrupted_prompt: str | None = None
     sigma: float | None = None
+    clean_states: dict | None = None  # the clean run's {site: [L, T, d], "logits": [vocab] (last)}, if known
     samples: int = field(init=False)
 
     def __post_init__(self):
@@ -155,16 +157,17 @@ class TraceEngine:
         lm, s, L = self.lm, self.setup, self.lm.n_layers
         layers = range(L)
         with torch.no_grad():
-            capture = [(site, l) for site in ("resid_pre", "mlp_out", "attn_out") for l in layers]
-            with hooked(lm, capture) as got:
-                clean_logits = lm.forward(s.ids[None].to(lm.device), last_only=True)
-            self.clean = {site: collect(got, site, layers) for site in ("resid_pre", "mlp_out", "attn_out")}
+            self.clean = s.clean_states
+            if self.clean is None:
+                with hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers]) as got:
+                    logits = lm.forward(s.ids[None].to(lm.device), last_only=True)[0, -1]
+                self.clean = {site: collect(got, site, layers) for site in CLEAN_SITES} | {"logits": logits}
             cache = DynamicCache(config=lm.config)
             with hooked(lm, [("resid_pre", l) for l in layers], s.corruption()) as got:
                 corrupt_logits = _last_logits(lm, s.corrupt_ids.to(lm.device), cache)
             self.corrupt_pre = collect(got, "resid_pre", layers, row=None)  # [L, S, T, d]
             self.kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self.p_clean = float(_target_probs(clean_logits[0, -1], s.target_id))
+        self.p_clean = float(_target_probs(self.clean["logits"], s.target_id))
         self.p_corrupt = _target_probs(corrupt_logits[:, -1], s.target_id).cpu()  # [S]
         self._prepared = True
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from .model import LM, InputError
-from .trace_engine import KINDS, TraceEngine, TraceSetup
+from .model.hooks import collect, hooked
+from .trace_engine import CLEAN_SITES, KINDS, TraceEngine, TraceSetup
 
 _COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 _TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
@@ -71,12 +72,15 @@ def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
 
 
-def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int, str]:
-    with torch.no_grad():
-        probs = torch.softmax(lm.forward(ids[None], last_only=True)[0, -1], -1)
+def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int, str, dict]:
+    """The target's id and text, checked against the clean run, whose states the engine reuses."""
+    with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in range(lm.n_layers)]) as got:
+        logits = lm.forward(ids[None], last_only=True)[0, -1].float()
+    probs = torch.softmax(logits, -1)
+    clean = {site: collect(got, site, range(lm.n_layers)) for site in CLEAN_SITES} | {"logits": logits}
     if target is None:
         tid = int(probs.argmax())
-        return tid, lm.tokenizer.decode([tid])
+        return tid, lm.tokenizer.decode([tid]), clean
     tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
     rank = int((probs > probs[tid]).sum())
     if check and rank >= 10:
@@ -85,7 +89,7 @@ def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int
                          f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
                          "recalled; pick a target the model predicts, target=None for its top token, "
                          "or check_target=False to trace it anyway.")
-    return tid, lm.tokenizer.decode([tid])
+    return tid, lm.tokenizer.decode([tid]), clean
 
 
 def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,
@@ -98,11 +102,12 @@ def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int =
     sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
     if not sigma >= 0:
         raise InputError(f"noise is the standard deviation of the noise and must be >= 0, got {noise!r}.")
-    tid, text = _resolve_target(lm, ids, target, check_target)
+    tid, text, clean = _resolve_target(lm, ids, target, check_target)
     gen = torch.Generator().manual_seed(int(seed))
     draws = torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma
     return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, ids[None].repeat(samples, 1),
-                      draws.to(lm.device, lm.dtype), list(range(start, stop)), start, (start, stop), None, sigma)
+                      draws.to(lm.device, lm.dtype), list(range(start, stop)), start, (start, stop), None, sigma,
+                      clean_states=clean)
 
 
 def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
@@ -116,9 +121,9 @@ def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
     differ = (ids != other).nonzero().flatten().tolist()
     if not differ:
         raise InputError("The two prompts are the same tokens: there is nothing to patch.")
-    tid, text = _resolve_target(lm, ids, target, check_target)
+    tid, text, clean = _resolve_target(lm, ids, target, check_target)
     return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
-                      (differ[0], differ[-1] + 1), corrupted_prompt, None)
+                      (differ[0], differ[-1] + 1), corrupted_prompt, None, clean_states=clean)
 
 
 def _check_kinds(kind) -> tuple[str, ...]:

@@ -65,6 +65,47 @@ def test_engine_equals_reference_loop(deep_factory, family):
     assert _untouched(lm)
 
 
+def test_forwards_that_merge_start_layers_equal_the_reference_loop(deep_factory, monkeypatch):
+    """Restorations starting at different blocks in one forward (the later ones written over at their
+    own block) give the reference's numbers; so do forwards of one restoration each."""
+    from ffn_widgets import trace_engine
+
+    lm = deep_factory("llama")
+    setup = prepare_trace(lm, PROMPT, SUBJECT, samples=3, noise=NOISE, check_target=False)
+    ref = reference_trace(lm, setup, KINDS, window=3)
+    monkeypatch.setattr(trace_engine, "_BLOCK_CALL_ROWS", 10**9)  # the cost model then merges everything
+    merged = TraceEngine(lm, setup, KINDS, 3, max_tokens=10**6)
+    assert all(len(forwards) == 1 for forwards in merged.groups.values())
+    assert all(len({start for *_, start in forwards[0]}) > 1 for forwards in merged.groups.values())
+    single = TraceEngine(lm, setup, KINDS, 3, max_tokens=1)
+    assert all(len(f) == 1 for forwards in single.groups.values() for f in forwards)
+    for engine in (merged, single):
+        grid = {kind: torch.empty_like(ref[kind]) for kind in KINDS}
+        for row in engine.rows():
+            for kind, p in row.probs.items():
+                grid[kind][:, row.token] = p
+        for kind in KINDS:
+            torch.testing.assert_close(grid[kind], ref[kind], rtol=1e-4, atol=1e-7)
+    assert _untouched(lm)
+
+
+def test_plan_forwards_covers_each_restoration_once_within_the_memory_bound():
+    from ffn_widgets.trace_engine import plan_forwards
+
+    restos = [("hidden", l, l + 1) for l in range(29)] + [("mlp", l, max(0, l - 5)) for l in range(30)]
+    for samples, positions, max_rows in [(10, 1, 4096), (10, 12, 4096), (10, 12, 100), (3, 40, 1)]:
+        plan = plan_forwards(restos, samples, positions, 30, max_rows)
+        flat = [r for forward in plan for r in forward]
+        assert sorted(flat) == sorted(restos)
+        assert all(len(f) == 1 or len(f) * samples * positions <= max_rows for f in plan)
+        starts = [[r[2] for r in f] for f in plan]
+        assert all(a[-1] <= b[0] for a, b in zip(starts, starts[1:]))  # neighbouring starts only
+    small = plan_forwards(restos, 10, 1, 30, 4096)  # tiny batches: merged into a few forwards
+    large = plan_forwards(restos, 10, 40, 30, 10**6)  # big batches: (nearly) grouped by start layer
+    assert len(small) < 10 and len(large) > 15
+    assert max(f[-1][2] - f[0][2] for f in large) <= 1
+
+
 def test_patching_equals_reference_loop(deep_factory):
     lm = deep_factory("llama")
     other = "The Colosseum is located in the city of"
