@@ -68,6 +68,14 @@ class TraceSetup:
         return [Edit("resid_pre", 0, "add", self.noise, positions=self.noised, rows=rows)]
 
 
+def clean_run(lm, ids: torch.Tensor) -> dict:
+    """The clean run's states a restoration copies, ``{site: [L, T, d]}``, and its last logits ``"logits"``."""
+    layers = range(lm.n_layers)
+    with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers]) as got:
+        logits = lm.forward(ids[None].to(lm.device), last_only=True)[0, -1].float()
+    return {site: collect(got, site, layers) for site in CLEAN_SITES} | {"logits": logits}
+
+
 def window_layers(layer: int, window: int, n_layers: int) -> range:
     """ROME's window: ``window`` consecutive layers centred on ``layer``, clipped to the model."""
     return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
@@ -157,11 +165,7 @@ class TraceEngine:
         lm, s, L = self.lm, self.setup, self.lm.n_layers
         layers = range(L)
         with torch.no_grad():
-            self.clean = s.clean_states
-            if self.clean is None:
-                with hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers]) as got:
-                    logits = lm.forward(s.ids[None].to(lm.device), last_only=True)[0, -1]
-                self.clean = {site: collect(got, site, layers) for site in CLEAN_SITES} | {"logits": logits}
+            self.clean = s.clean_states if s.clean_states is not None else clean_run(lm, s.ids)
             cache = DynamicCache(config=lm.config)
             with hooked(lm, [("resid_pre", l) for l in layers], s.corruption()) as got:
                 corrupt_logits = _last_logits(lm, s.corrupt_ids.to(lm.device), cache)
@@ -173,7 +177,8 @@ class TraceEngine:
 
     # ---- which restorations share a forward ------------------------------------------------------
     def _groups(self, t: int, kinds) -> list[list[tuple[str, int, int]]]:
-        """The forwards for token ``t``: lists of ``(kind, layer, start)`` restorations (see :func:`plan_forwards`)."""
+        """The forwards for token ``t``: lists of ``(kind, layer, start)`` restorations
+        (see :func:`plan_forwards`)."""
         L = self.lm.n_layers
         restos = []
         for kind in kinds:
@@ -261,7 +266,7 @@ class TraceEngine:
         S = self.setup.samples
         corrupted = self.corrupt_pre[j][:, p0:]
         rows = torch.cat([torch.arange(r * S, (r + 1) * S) for r, _ in group])
-        value = torch.cat([corrupted.clone() for _ in group])
+        value = corrupted.repeat(len(group), 1, 1)
         for i, (_, restore_hidden) in enumerate(group):
             if restore_hidden:
                 value[i * S:(i + 1) * S, t - p0] = self.clean["resid_pre"][j, t]
@@ -298,9 +303,7 @@ def plan_forwards(restos: list[tuple[str, int, int]], samples: int, positions: i
     starts' rows through blocks whose results are thrown away. A restoration is ``samples`` batch rows of
     ``positions`` tokens; a forward holds at most ``max_rows`` token-rows, or one restoration."""
     restos = sorted(restos, key=lambda r: (r[2], r[0], r[1]))
-    n = len(restos)
-
-    rows_each = samples * positions
+    n, rows_each = len(restos), samples * positions
 
     def cost(i: int, j: int) -> float:  # restos[i:j] in one forward, every row from the lowest start
         blocks = (n_layers - restos[i][2]) * ((j - i) * rows_each + _BLOCK_CALL_ROWS)

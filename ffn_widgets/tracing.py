@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import LM, InputError
-from .model.hooks import collect, hooked
-from .trace_engine import CLEAN_SITES, KINDS, TraceEngine, TraceSetup
+from .trace_engine import KINDS, TraceEngine, TraceSetup, clean_run
 
 _COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 _TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
@@ -74,10 +73,8 @@ def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
 
 def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int, str, dict]:
     """The target's id and text, checked against the clean run, whose states the engine reuses."""
-    with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in range(lm.n_layers)]) as got:
-        logits = lm.forward(ids[None], last_only=True)[0, -1].float()
-    probs = torch.softmax(logits, -1)
-    clean = {site: collect(got, site, range(lm.n_layers)) for site in CLEAN_SITES} | {"logits": logits}
+    clean = clean_run(lm, ids)
+    probs = torch.softmax(clean["logits"], -1)
     if target is None:
         tid = int(probs.argmax())
         return tid, lm.tokenizer.decode([tid]), clean

@@ -2,6 +2,8 @@
 bars and the kernel state, the continuation follows, a burst of 1000 input events is coalesced. One server
 and one notebook session for the module. (Drag-to-redraw latency: benchmarks/bench_sliders.py.)"""
 
+import time
+
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
@@ -27,13 +29,11 @@ def settled(page, lab, timeout_s: float = 90):
         view = page.evaluate(f"() => ({{...document.querySelector('{ROOT}').dataset}})")
         kernel = lab.kernel_json("[w.ticks, w.scales, w.scales_seq, w.prediction.get('seq'), w.error]")
         raise AssertionError(f"the bars never answered the last message: view {view}, kernel "
-                             "[ticks, scales, scales_seq, prediction seq, error] = {kernel}") from None
+                             f"[ticks, scales, scales_seq, prediction seq, error] = {kernel}") from None
 
 
 def stable_box(locator):
     """The element's box once JupyterLab has stopped moving it (scrolling can re-lay out the notebook)."""
-    import time
-
     box = None
     for _ in range(50):
         now = locator.bounding_box()
@@ -84,8 +84,6 @@ def test_continuation_follows_when_the_drag_pauses(lab, page):
     seq = int(page.locator(ROOT).get_attribute("data-seq"))
     # the kernel computes the continuation shortly after the bars; wait for it to answer this position
     # (the text alone can already match when the new continuation equals the previous one)
-    import time
-
     deadline = time.monotonic() + 60
     while lab.kernel_json("w.continuation.get('seq')") != seq:
         assert time.monotonic() < deadline, "the continuation never answered the last slider position"
@@ -104,8 +102,6 @@ def test_a_burst_of_1000_input_events_is_coalesced(lab, page):
     after = lab.kernel_json("[w.ticks, w.scales]")
     assert after[0] - ticks <= 5  # the kernel answered a handful of messages, not 1001
     assert after[1][0] == 0.5
-    import time
-
     start = time.perf_counter()
     assert lab.kernel_json("1 + 1") == 2  # responsive right away
     assert time.perf_counter() - start < 5

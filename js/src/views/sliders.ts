@@ -21,15 +21,13 @@ const CSS = `
 .fw-continuation { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; }
 `;
 
-const sequences = new WeakMap<object, { n: number }>();
+const lastSeq = new WeakMap<object, number>(); // per model: the highest message number used or answered
 
-function sequence(model: RenderProps["model"]) {
-  let s = sequences.get(model);
-  if (!s) sequences.set(model, (s = { n: 0 }));
-  const state = s;
+function nextSeq(model: RenderProps["model"]): number {
   const answered = Math.max(Number(model.get("scales_seq") ?? -1), Number(model.get("prediction")?.seq ?? -1));
-  state.n = Math.max(state.n, answered);
-  return { next: () => (state.n += 1) };
+  const seq = Math.max(lastSeq.get(model) ?? 0, answered) + 1;
+  lastSeq.set(model, seq);
+  return seq;
 }
 
 function ensureSliderStyle(): void {
@@ -52,7 +50,6 @@ export function render({ model, el }: RenderProps) {
   let local: number[] = [...(model.get("scales") ?? [])];
   // Sequence numbers are shared by every view of this model and start above what the kernel last answered,
   // so a re-rendered (or second) view never reuses a number the kernel has seen.
-  const counter = sequence(model);
   let lastSent = -1;
   const sentAt = new Map<number, number>();
   let inputs: [HTMLInputElement, HTMLInputElement][] = [];
@@ -79,7 +76,7 @@ export function render({ model, el }: RenderProps) {
 
   const keys = () => (model.get("neurons") ?? []).map((n: Row) => `${n.layer}:${n.neuron}`);
   const sendScales = () => {
-    const seq = counter.next();
+    const seq = nextSeq(model);
     lastSent = seq;
     sentAt.set(seq, now());
     root.dataset.sent = String(seq);
