@@ -3,9 +3,11 @@ the full default corpus's mining time, memory while mining, and opening a neuron
 
 Plain and mining runs are interleaved (alternating order) and medians reported; the ratio is mining
 tokens/s over plain-forward tokens/s measured in the same run (goal >= 0.8). The sample is every n-th
-sentence of the default corpus, so its length mix matches the full corpus.
+batch of the full corpus's own plan (sentences of equal length, up to 2048 tokens a batch), so batch
+shapes and the length mix are those of the full run; the mining state starts empty, as in a real run's
+first batches, which are its most expensive ones.
 
-Usage: python benchmarks/bench_mining.py [--sentences 800] [--repeats 3] [--threads N] [--dtypes float32]
+Usage: python benchmarks/bench_mining.py [--tokens 30000] [--repeats 3] [--threads N] [--dtypes float32]
        [--full bfloat16]
 """
 import argparse
@@ -27,20 +29,23 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def throughput(lm, corpus, repeats: int) -> dict:
+def throughput(lm, corpus, tokens: int, repeats: int) -> dict:
     params = {"k": 25, "dtype": str(lm.dtype).replace("torch.", ""), "max_tokens": 128, "batch_tokens": 2048}
     miner = _Miner(lm, corpus, params, Path(tempfile.mkdtemp()) / "x", model_fingerprint(lm))
-    tokens = int(miner.offsets[-1])
+    sizes = [len(b) * miner._length(b) for b in miner.batches]
+    step = max(1, round(sum(sizes) / tokens))
+    batches = miner.batches[::step]
+    tokens = sum(sizes[::step])
 
     def plain():
-        for batch in miner.batches:
+        for batch in batches:
             ids = torch.as_tensor(miner.ids)[(miner.offsets[batch][:, None] + torch.arange(miner._length(batch)))]
             with torch.no_grad():
                 lm.forward(ids.long(), last_only=True)
 
     def mine():
         state = miner.fresh()
-        for batch in miner.batches:
+        for batch in batches:
             miner._step(state, batch)
 
     plain()  # warm-up
@@ -52,7 +57,8 @@ def throughput(lm, corpus, repeats: int) -> dict:
             times[name].append(time.perf_counter() - t)
     plain_tps = tokens / statistics.median(times["plain"])
     mine_tps = tokens / statistics.median(times["mine"])
-    return {"dtype": params["dtype"], "tokens": tokens, "batches": len(miner.batches),
+    return {"dtype": params["dtype"], "tokens": tokens, "batches": len(batches),
+            "full_corpus_tokens": sum(sizes),
             "plain_tok_per_s": round(plain_tps, 1), "mining_tok_per_s": round(mine_tps, 1),
             "ratio": round(mine_tps / plain_tps, 3)}
 
@@ -92,7 +98,7 @@ def card_open_ms(lm, corpus, repeats: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=800)
+    parser.add_argument("--tokens", type=int, default=30000, help="tokens in the sample of batches")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated dtypes to measure")
@@ -101,24 +107,18 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     full = fw.load_corpus()
-    step = max(1, len(full) // args.sentences)
-    sample = Corpus(full.sentences[::step][:args.sentences], f"wikipedia[::{step}]")
-    report = {"threads": torch.get_num_threads(), "sample": repr(sample), "results": []}
-    full_tokens = None
+    report = {"threads": torch.get_num_threads(), "corpus": repr(full), "results": []}
     for dtype in args.dtypes.split(","):
         lm = fw.load_model(dtype=dtype)
         rss_before = rss_mb()
-        row = throughput(lm, sample, args.repeats)
+        row = throughput(lm, full, args.tokens, args.repeats)
         row["peak_rss_growth_mb"] = round(rss_mb() - rss_before, 1)
-        if full_tokens is None:
-            full_tokens = int(_Miner(lm, full, {"k": 25, "dtype": dtype, "max_tokens": 128, "batch_tokens": 2048},
-                                     Path("unused"), "").offsets[-1])
-        row["full_corpus_estimate_min"] = round(full_tokens / row["mining_tok_per_s"] / 60, 1)
+        row["full_corpus_estimate_min"] = round(row["full_corpus_tokens"] / row["mining_tok_per_s"] / 60, 1)
+        row["plain_forwards_full_corpus_min"] = round(row["full_corpus_tokens"] / row["plain_tok_per_s"] / 60, 1)
         report["results"].append(row)
         print(json.dumps(row), flush=True)
-    report["full_corpus_tokens"] = full_tokens
     lm = fw.load_model()
-    report["card"] = card_open_ms(lm, Corpus(sample.sentences[:200], "wikipedia-200"), 7)
+    report["card"] = card_open_ms(lm, Corpus(full.sentences[::200][:200], "wikipedia-200"), 7)
     print(json.dumps(report["card"]), flush=True)
     if args.full:
         lm = fw.load_model(dtype=args.full)

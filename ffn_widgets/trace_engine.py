@@ -55,7 +55,7 @@ class TraceSetup:
     subject: tuple[int, int] | None = None  # token range [start, stop) of the subject
     corrupted_prompt: str | None = None
     sigma: float | None = None
-    clean_states: dict | None = None  # the clean run's {site: [L, T, d], "logits": [vocab] (last)}, if known
+    runs: dict | None = None  # base_runs(...) of these inputs, if already computed
     samples: int = field(init=False)
 
     def __post_init__(self):
@@ -63,17 +63,28 @@ class TraceSetup:
 
     def corruption(self, rows=None) -> list[Edit]:
         """The edits that turn clean runs into corrupted ones (rows = which batch rows get noise)."""
-        if self.noise is None:
-            return []
-        return [Edit("resid_pre", 0, "add", self.noise, positions=self.noised, rows=rows)]
+        return noise_edits(self.noise, self.noised, rows)
 
 
-def clean_run(lm, ids: torch.Tensor) -> dict:
-    """The clean run's states a restoration copies, ``{site: [L, T, d]}``, and its last logits ``"logits"``."""
-    layers = range(lm.n_layers)
-    with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers]) as got:
-        logits = lm.forward(ids[None].to(lm.device), last_only=True)[0, -1].float()
-    return {site: collect(got, site, layers) for site in CLEAN_SITES} | {"logits": logits}
+def noise_edits(noise: torch.Tensor | None, positions: list[int], rows=None) -> list[Edit]:
+    return [] if noise is None else [Edit("resid_pre", 0, "add", noise, positions=positions, rows=rows)]
+
+
+def base_runs(lm, ids: torch.Tensor, corrupt_ids: torch.Tensor, noise=None, noised=()) -> dict:
+    """The clean run and the corrupted runs, as one batched forward: the clean states a restoration copies
+    (``{site: [L, T, d]}``, last ``"logits"``), and the corrupted runs' block inputs ``"corrupt_pre"``
+    ``[L, S, T, d]``, keys/values ``"kv"`` and last ``"corrupt_logits"`` ``[S, vocab]`` a restored run starts
+    from. ``noise`` ``[S, len(noised), d]`` is added to the corrupted rows' layer-0 input at ``noised``."""
+    layers, S = range(lm.n_layers), corrupt_ids.shape[0]
+    batch = torch.cat([ids[None], corrupt_ids]).to(lm.device)
+    cache = DynamicCache(config=lm.config)
+    edits = noise_edits(noise, list(noised), list(range(1, S + 1)))
+    with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers], edits) as got:
+        logits = _last_logits(lm, batch, cache)[:, -1]
+    runs = {site: collect(got, site, layers) for site in CLEAN_SITES}
+    runs["corrupt_pre"] = collect(got, "resid_pre", layers, row=None)[:, 1:]
+    runs["kv"] = [(layer.keys[1:], layer.values[1:]) for layer in cache.layers]
+    return runs | {"logits": logits[0], "corrupt_logits": logits[1:]}
 
 
 def window_layers(layer: int, window: int, n_layers: int) -> range:
@@ -158,21 +169,16 @@ class TraceEngine:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    # ---- preparation: one clean and one corrupted run --------------------------------------------
+    # ---- preparation: the clean and the corrupted runs, one forward -------------------------------
     def prepare(self) -> None:
         if self._prepared:
             return
-        lm, s, L = self.lm, self.setup, self.lm.n_layers
-        layers = range(L)
-        with torch.no_grad():
-            self.clean = s.clean_states if s.clean_states is not None else clean_run(lm, s.ids)
-            cache = DynamicCache(config=lm.config)
-            with hooked(lm, [("resid_pre", l) for l in layers], s.corruption()) as got:
-                corrupt_logits = _last_logits(lm, s.corrupt_ids.to(lm.device), cache)
-            self.corrupt_pre = collect(got, "resid_pre", layers, row=None)  # [L, S, T, d]
-            self.kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self.p_clean = float(_target_probs(self.clean["logits"], s.target_id))
-        self.p_corrupt = _target_probs(corrupt_logits[:, -1], s.target_id).cpu()  # [S]
+        s = self.setup
+        runs = s.runs if s.runs is not None else base_runs(self.lm, s.ids, s.corrupt_ids, s.noise, s.noised)
+        self.clean = runs
+        self.corrupt_pre, self.kv = runs["corrupt_pre"], runs["kv"]  # [L, S, T, d]; per layer [S, H, T, dh]
+        self.p_clean = float(_target_probs(runs["logits"], s.target_id))
+        self.p_corrupt = _target_probs(runs["corrupt_logits"], s.target_id).cpu()  # [S]
         self._prepared = True
 
     # ---- which restorations share a forward ------------------------------------------------------

@@ -18,13 +18,14 @@ noise; Gemma's scaled embedding is scaled inside that module, so σ is measured 
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .model import LM, InputError
-from .trace_engine import KINDS, TraceEngine, TraceSetup, clean_run
+from .trace_engine import KINDS, TraceEngine, TraceSetup, base_runs
 
 _COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 _TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
@@ -33,13 +34,21 @@ _TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)"
 # ---- setting a trace up -------------------------------------------------------------------------
 
 def embedding_sigma(lm: LM) -> float:
-    """Standard deviation of the entries of what the noise is added to: the embedding module's output."""
+    """Standard deviation of the entries of what the noise is added to: the embedding module's output
+    (remembered per embedding module until its weight changes)."""
     emb = lm.model.get_submodule(lm.arch.embed)
+    version = (emb.weight.data_ptr(), emb.weight._version, emb.weight.dtype)
+    if emb in _SIGMAS and _SIGMAS[emb][0] == version:
+        return _SIGMAS[emb][1]
     weight = emb.weight.detach().float()
     probe = torch.arange(min(256, weight.shape[0]), device=emb.weight.device)
     with torch.no_grad():
         scale = emb(probe).float().norm() / weight[probe].norm().clamp_min(1e-12)
-    return float(weight.std() * scale)
+    _SIGMAS[emb] = version, float(weight.std() * scale)
+    return _SIGMAS[emb][1]
+
+
+_SIGMAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def find_subject(lm: LM, prompt: str, subject: str) -> tuple[int, int]:
@@ -71,13 +80,12 @@ def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
 
 
-def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int, str, dict]:
-    """The target's id and text, checked against the clean run, whose states the engine reuses."""
-    clean = clean_run(lm, ids)
-    probs = torch.softmax(clean["logits"], -1)
+def _resolve_target(lm: LM, runs: dict, target, check: bool) -> tuple[int, str]:
+    """The target's id and text, checked against the clean run (``runs`` of :func:`base_runs`)."""
+    probs = torch.softmax(runs["logits"], -1)
     if target is None:
         tid = int(probs.argmax())
-        return tid, lm.tokenizer.decode([tid]), clean
+        return tid, lm.tokenizer.decode([tid])
     tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
     rank = int((probs > probs[tid]).sum())
     if check and rank >= 10:
@@ -86,7 +94,7 @@ def _resolve_target(lm: LM, ids: torch.Tensor, target, check: bool) -> tuple[int
                          f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
                          "recalled; pick a target the model predicts, target=None for its top token, "
                          "or check_target=False to trace it anyway.")
-    return tid, lm.tokenizer.decode([tid]), clean
+    return tid, lm.tokenizer.decode([tid])
 
 
 def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,
@@ -99,12 +107,13 @@ def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int =
     sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
     if not sigma >= 0:
         raise InputError(f"noise is the standard deviation of the noise and must be >= 0, got {noise!r}.")
-    tid, text, clean = _resolve_target(lm, ids, target, check_target)
     gen = torch.Generator().manual_seed(int(seed))
-    draws = torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma
-    return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, ids[None].repeat(samples, 1),
-                      draws.to(lm.device, lm.dtype), list(range(start, stop)), start, (start, stop), None, sigma,
-                      clean_states=clean)
+    draws = (torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma).to(lm.device, lm.dtype)
+    corrupt_ids, noised = ids[None].repeat(samples, 1), list(range(start, stop))
+    runs = base_runs(lm, ids, corrupt_ids, draws, noised)
+    tid, text = _resolve_target(lm, runs, target, check_target)
+    return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, corrupt_ids, draws, noised, start,
+                      (start, stop), None, sigma, runs=runs)
 
 
 def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
@@ -118,9 +127,10 @@ def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
     differ = (ids != other).nonzero().flatten().tolist()
     if not differ:
         raise InputError("The two prompts are the same tokens: there is nothing to patch.")
-    tid, text, clean = _resolve_target(lm, ids, target, check_target)
+    runs = base_runs(lm, ids, other[None])
+    tid, text = _resolve_target(lm, runs, target, check_target)
     return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
-                      (differ[0], differ[-1] + 1), corrupted_prompt, None, clean_states=clean)
+                      (differ[0], differ[-1] + 1), corrupted_prompt, None, runs=runs)
 
 
 def _check_kinds(kind) -> tuple[str, ...]:

@@ -119,7 +119,8 @@ def _encode(value, sentence, position, offsets: torch.Tensor) -> torch.Tensor:
 
 # ---- histogram bins straight from the float's bits: sign, exponent, top 2 mantissa bits ---------
 def _bin_table() -> torch.Tensor:
-    """Bin of each ``float32 bits >> 21`` code in -1024..1023, stored so negative codes index from the end."""
+    """Bin of each ``float32 bits >> 21`` code in -1024..1023, stored at ``code & 2047`` (negative codes
+    from the end)."""
     code = torch.cat([torch.arange(0, 1024), torch.arange(-1024, 0)]).to(torch.int32)
     mag = ((code & 1023) - ((127 + MIN_EXP) * SUB_BINS) + 1).clamp(0, N_MAG)
     return torch.where(code < 0, N_MAG - mag, N_MAG + mag).to(torch.int32)
@@ -131,7 +132,8 @@ assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2
 
 def _add_histogram(counts: torch.Tensor, x: torch.Tensor, neuron_offset: torch.Tensor) -> None:
     """Add the (neuron, bin) counts of float32 activations ``[N, d]`` to ``counts`` ``[d * N_BINS]``."""
-    index = _BIN_TABLE[x.view(torch.int32) >> 21]  # negative codes wrap around to the table's end
+    code = (x.view(torch.int32) >> 21).view(-1) & 2047
+    index = torch.index_select(_BIN_TABLE, 0, code).view(x.shape)
     index += neuron_offset
     if x.shape[0] < N_BINS:  # few tokens: scatter them; a full bincount would cost more than the data
         counts.index_add_(0, index.view(-1), _ONE.expand(index.numel()))
@@ -145,15 +147,21 @@ _ONE = torch.ones(1, dtype=torch.int64)
 def _merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
     """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``.
 
-    Only values at least the neuron's current k-th best can enter; after the first batches they are few,
-    so they are merged per affected neuron instead of ranking the whole batch.
+    Only values at least the neuron's current k-th best can enter, and at least the batch's own k-th
+    best (ties included); they are few, so they are merged per affected neuron instead of ranking the
+    whole batch.
     """
     d, k = keys.shape
-    neuron, token = (x >= _decode_values(keys[:, -1])).T.nonzero(as_tuple=True)  # grouped by neuron
+    floor = _decode_values(keys[:, -1])
+    qualify = x >= floor
+    if x.shape[0] > k and int(qualify.sum()) > x.numel() // 8:  # early batches: raise the bar to the batch's top k
+        floor = torch.maximum(floor, x.topk(k, dim=0).values[-1])
+        qualify = x >= floor
+    token, neuron = qualify.nonzero(as_tuple=True)
     if neuron.numel() == 0:
         return keys
-    if neuron.numel() > x.numel() // 8:  # early batches: almost everything qualifies; rank it all
-        return torch.cat([keys.T, _keys(x, gidx[:, None])]).topk(k, dim=0).values.T.contiguous()
+    neuron, order = torch.sort(neuron, stable=True)  # grouped by neuron
+    token = token[order]
     counts = torch.bincount(neuron, minlength=d)
     starts = torch.cumsum(counts, 0) - counts
     affected = counts.nonzero().squeeze(1)
