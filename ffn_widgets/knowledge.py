@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -209,6 +210,7 @@ class KnowledgeExperiment:
 
     rows: list[dict]
     positions: str
+    dropped: list[tuple[int, int]] = field(default_factory=list)  # shared by too many facts (``drop_shared``)
 
     def to_frame(self):
         import pandas as pd
@@ -223,7 +225,8 @@ class KnowledgeExperiment:
         used = [r for r in self.rows if r["n_neurons"]]
         mean = lambda key: sum(r[key] for r in used) / len(used) if used else float("nan")  # noqa: E731
         median = lambda key: statistics.median(r[key] for r in used) if used else float("nan")  # noqa: E731
-        out = {"facts": len(self.rows), "facts_with_neurons": len(used), "mean_neurons": mean("n_neurons")}
+        out = {"facts": len(self.rows), "facts_with_neurons": len(used), "mean_neurons": mean("n_neurons"),
+               "dropped_shared": len(self.dropped)}
         out.update({c: mean(f"change_{c}") for c in _CONDITIONS})
         out.update({f"median_{c}": median(f"change_{c}") for c in _CONDITIONS})
         return out
@@ -248,12 +251,15 @@ _CONDITIONS = ("suppress", "amplify", "random_suppress", "random_amplify")
 
 def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, threshold: float = 0.2,
                          share: float = 0.5, positions: str = "last", seed: int = 0,
-                         progress: bool = False) -> KnowledgeExperiment:
+                         drop_shared: float | None = None, progress: bool = False) -> KnowledgeExperiment:
     """For each fact (``prompt``, ``target_true``, ``paraphrases``) find its knowledge neurons, then measure
     p(correct) with them ×0 and ×2 and with as many random neurons from the same layers ×0 and ×2.
 
     ``positions``: ``"last"`` scales the neurons at the prompt's last position (where they were attributed,
     as in the paper), ``"all"`` at every position.
+    ``drop_shared``: leave out neurons found for more than this fraction of the facts (e.g. ``0.2``):
+    neurons every prompt needs, whatever the fact (in GPT-style models a few layer-0 neurons), so that
+    what is measured is what is specific to each fact. They are listed in ``.dropped``.
     """
     from .facts import target as with_space
 
@@ -261,16 +267,23 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
         raise InputError(f"positions must be 'last' or 'all', got {positions!r}.")
     if not facts:
         raise InputError("facts is empty: pass a list of facts such as fw.load_facts().")
+    if drop_shared is not None and not 0 < drop_shared < 1:
+        raise InputError(f"drop_shared is a fraction of the facts in (0, 1), got {drop_shared!r}.")
     iterator = facts
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(facts, desc="knowledge neurons")
+    found = [knowledge_neurons(lm, fact["prompt"], with_space(fact["target_true"]), fact.get("paraphrases", ()),
+                               steps, threshold, share) for fact in iterator]
+    dropped = set()
+    if drop_shared is not None:
+        per_fact = Counter(n for kn in found for n in {(layer, neuron) for layer, neuron, _ in kn})
+        dropped = {n for n, c in per_fact.items() if c > drop_shared * len(facts)}
     rows = []
-    for n, fact in enumerate(iterator):
-        target = with_space(fact["target_true"])
-        kn = knowledge_neurons(lm, fact["prompt"], target, fact.get("paraphrases", ()), steps, threshold, share)
-        chosen = [(layer, neuron) for layer, neuron, _ in kn]
+    for n, (fact, kn) in enumerate(zip(facts, found)):
+        target = kn.target
+        chosen = [(layer, neuron) for layer, neuron, _ in kn if (layer, neuron) not in dropped]
         random = _random_same_layers(lm, chosen, torch.Generator().manual_seed(seed + n))
         row = {"subject": fact.get("subject", ""), "prompt": fact["prompt"], "target": target,
                "n_neurons": len(chosen), "neurons": chosen}
@@ -284,7 +297,7 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
         for c in _CONDITIONS:
             row[f"change_{c}"] = sum((p - b) / b for p, b in zip(probs[c], probs["base"])) / len(probs["base"])
         rows.append(row)
-    return KnowledgeExperiment(rows, positions)
+    return KnowledgeExperiment(rows, positions, sorted(dropped))
 
 
 def _random_same_layers(lm: LM, chosen, generator) -> list[tuple[int, int]]:

@@ -154,6 +154,22 @@ def test_experiment_probabilities_match_manual_interventions(tiny_lm):
     assert len(result.to_frame()) == 1 and len(result.figure().data) == 2
 
 
+def test_drop_shared_leaves_out_neurons_common_to_many_facts(tiny_lm):
+    facts = [{"prompt": PROMPT, "target_true": "Paris"},
+             {"prompt": "The Colosseum is located in the city of", "target_true": "Rome"},
+             {"prompt": "The capital of Japan is", "target_true": "Tokyo"}]
+    kept = knowledge_experiment(tiny_lm, facts, steps=3, threshold=0.1)
+    sets = [set(map(tuple, r["neurons"])) for r in kept.rows]
+    common = {n for n in set().union(*sets) if sum(n in s for s in sets) > 0.4 * len(facts)}
+    assert common, "the tiny model should share some neurons between facts (else the test checks nothing)"
+    dropped = knowledge_experiment(tiny_lm, facts, steps=3, threshold=0.1, drop_shared=0.4)
+    assert set(dropped.dropped) == common and dropped.summary()["dropped_shared"] == len(common)
+    for before, after in zip(sets, dropped.rows):
+        assert set(map(tuple, after["neurons"])) == before - common
+    with pytest.raises(fw.InputError, match="drop_shared"):
+        knowledge_experiment(tiny_lm, facts, drop_shared=1.5)
+
+
 def test_random_baseline_uses_the_same_layers(tiny_lm):
     from ffn_widgets.knowledge import _random_same_layers
 
