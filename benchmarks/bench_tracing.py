@@ -6,7 +6,7 @@ grid; runs are interleaved and medians reported, with the ratio measured in the 
 first row's latency (from the call, setup included, to the first streamed row), the largest difference
 between the two grids, and an ablation of the engine's ideas on the subject-first prompt.
 
-Usage: python benchmarks/bench_tracing.py [--repeats 2] [--quick]
+Usage: python benchmarks/bench_tracing.py [--repeats 2] [--quick] [--first-row]
 """
 import argparse
 import dataclasses
@@ -23,6 +23,9 @@ from ffn_widgets.tracing import TraceStream, prepare_trace
 # (prompt, subject): the subject first (every token needs tracing: the engine's worst case) and the
 # subject last (tokens before it need no compute), both facts the default model knows.
 PROMPTS = [("The iPod was developed by", "The iPod"), ("The capital of Japan is", "Japan")]
+# First-row latency also on the longest prompts (the first row's cost grows with the tokens after the subject).
+FIRST_ROW_PROMPTS = PROMPTS + [("The Eiffel Tower is located in the city of", "The Eiffel Tower"),
+                               ("The native language of Gabriel García Márquez is", "Gabriel García Márquez")]
 
 
 def timed(fn):
@@ -87,8 +90,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one repeat, no ablation")
+    parser.add_argument("--first-row", action="store_true", help="only the first-row latency, more prompts")
     args = parser.parse_args()
     lm = fw.load_model()
+    if args.first_row:
+        first_row_latency(lm, *PROMPTS[0])  # warm-up
+        for prompt, subject in FIRST_ROW_PROMPTS:
+            times = sorted(first_row_latency(lm, prompt, subject) for _ in range(7))
+            print(f"first row {statistics.median(times):.3f} s (min {times[0]:.3f}, max {times[-1]:.3f}; "
+                  f"median of 7, setup included)  {prompt!r}")
+        return
     repeats = 1 if args.quick else args.repeats
     print(f"model {lm.name}: {lm.n_layers} layers; torch threads {torch.get_num_threads()}; "
           f"10 noise samples, window 10, three kinds; medians of {repeats} interleaved runs")

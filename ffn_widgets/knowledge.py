@@ -257,9 +257,9 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
 
     ``positions``: ``"last"`` scales the neurons at the prompt's last position (where they were attributed,
     as in the paper), ``"all"`` at every position.
-    ``drop_shared``: leave out neurons found for more than this fraction of the facts (e.g. ``0.2``):
-    neurons every prompt needs, whatever the fact (in GPT-style models a few layer-0 neurons), so that
-    what is measured is what is specific to each fact. They are listed in ``.dropped``.
+    ``drop_shared``: leave out neurons found for more than this fraction of the facts (and for more than
+    one fact), e.g. ``0.2``: neurons every prompt needs, whatever the fact (in GPT-style models a few
+    layer-0 neurons), so that what is measured is what is specific to each fact. See ``.dropped``.
     """
     from .facts import target as with_space
 
@@ -279,7 +279,7 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
     dropped = set()
     if drop_shared is not None:
         per_fact = Counter(n for kn in found for n in {(layer, neuron) for layer, neuron, _ in kn})
-        dropped = {n for n, c in per_fact.items() if c > drop_shared * len(facts)}
+        dropped = {n for n, c in per_fact.items() if c > max(1, drop_shared * len(facts))}
     rows = []
     for n, (fact, kn) in enumerate(zip(facts, found)):
         target = kn.target

@@ -160,7 +160,7 @@ def test_drop_shared_leaves_out_neurons_common_to_many_facts(tiny_lm):
              {"prompt": "The capital of Japan is", "target_true": "Tokyo"}]
     kept = knowledge_experiment(tiny_lm, facts, steps=3, threshold=0.1)
     sets = [set(map(tuple, r["neurons"])) for r in kept.rows]
-    common = {n for n in set().union(*sets) if sum(n in s for s in sets) > 0.4 * len(facts)}
+    common = {n for n in set().union(*sets) if sum(n in s for s in sets) >= 2}  # > 0.4 × 3 facts, > 1
     assert common, "the tiny model should share some neurons between facts (else the test checks nothing)"
     dropped = knowledge_experiment(tiny_lm, facts, steps=3, threshold=0.1, drop_shared=0.4)
     assert set(dropped.dropped) == common and dropped.summary()["dropped_shared"] == len(common)
