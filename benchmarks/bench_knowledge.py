@@ -10,7 +10,7 @@ default model, batched engine vs the straightforward loop, with the same scores.
 Runs are interleaved; medians are reported, and the scores of both must agree within float tolerance.
 With ``--experiment N`` it also runs the suppress/amplify experiment on the first N dev facts.
 
-Usage: python benchmarks/bench_knowledge.py [--repeats 3] [--threads N] [--experiment N]
+Usage: python benchmarks/bench_knowledge.py [--repeats 3] [--threads N] [--experiment N] [--drop-shared 0.2]
 """
 import argparse
 import statistics
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     ap.add_argument("--experiment", type=int, default=0, help="also run the experiment on the first N dev facts")
+    ap.add_argument("--drop-shared", type=float, default=None, help="the experiment's drop_shared (e.g. 0.2)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,7 +90,7 @@ def main():
     if args.experiment:
         facts = fw.load_facts()[:args.experiment]
         t = time.perf_counter()
-        s = fw.knowledge_experiment(lm, facts).summary()
+        s = fw.knowledge_experiment(lm, facts, drop_shared=args.drop_shared).summary()
         print(f"experiment on {len(facts)} dev facts ({time.perf_counter() - t:.0f} s): "
               + ", ".join(f"{k} {v:.3g}" for k, v in s.items()))
 

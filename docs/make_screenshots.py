@@ -1,0 +1,72 @@
+"""Screenshots of the views for the README, taken in a real JupyterLab (the browser tests' harness).
+
+Builds a notebook (a neuron card mined from a slice of the default corpus, knowledge-neuron sliders with
+the top neuron suppressed, a causal trace), runs it in headless Chromium and saves each widget as
+``docs/<name>.png``. The explorer's picture comes from the explorer's browser test
+(``FFN_WIDGETS_SCREENSHOTS=docs pytest tests/browser/test_explorer_lab.py``).
+
+Usage: python docs/make_screenshots.py [--out docs]   (needs `make browser` and the built front end)
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.browser.lab import Lab  # noqa: E402
+
+PROMPT = "The Eiffel Tower is located in the city of"
+CELLS = [
+    f"""import ffn_widgets as fw
+from ffn_widgets.corpus import Corpus
+lm = fw.load_model()
+prompt = {PROMPT!r}""",
+    # a slice spread over the whole corpus, so the triggers come from many articles
+    """wiki = fw.load_corpus()
+index = fw.mine_triggers(lm, Corpus(wiki.sentences[::15], "wikipedia[::15]"), progress=False)
+top = fw.top_neurons(lm, prompt, 24, by="contribution", target=" Paris", k=1)
+card = fw.NeuronCard(lm, 24, int(top.neurons[0]), index=index, prompt=prompt)
+card""",
+    """kn = fw.knowledge_neurons(lm, prompt, " Paris", paraphrases=["The Eiffel Tower can be found in the city of"])
+sliders = fw.NeuronSliders(lm, prompt, [(l, n) for l, n, _ in list(kn)[:6]], target=" Paris")
+layer, neuron, _ = next(iter(kn))
+sliders.set_scale(layer, neuron, 0.0)
+sliders""",
+    """tr = fw.CausalTrace(lm, prompt, "The Eiffel Tower")
+tr""",
+]
+SHOTS = [("neuron_card.png", ".fw-neuron-card"), ("sliders.png", ".fw-sliders"), ("causal_trace.png", ".fw-trace-maps")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "docs"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp()) / "screenshots.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS]), path)
+    lab = Lab.start()
+    try:
+        page = lab.open(path, width=1250, height=2600, timeout=900)
+        lab.run_all(timeout=900)
+        page.wait_for_function("() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')",
+                               timeout=600_000)
+        page.wait_for_timeout(800)
+        for name, selector in SHOTS:
+            widget = page.locator(selector).first
+            widget.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            root = widget.locator("xpath=ancestor-or-self::*[contains(@class, 'fw-root')][1]")
+            (root if root.count() else widget).screenshot(path=str(out / name))
+            print("saved", out / name)
+    finally:
+        lab.stop()
+
+
+if __name__ == "__main__":
+    main()
