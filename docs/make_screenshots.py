@@ -49,11 +49,15 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp()) / "screenshots.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS]), path)
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS], metadata=kernel),
+                   path)
     lab = Lab.start()
     try:
-        page = lab.open(path, width=1250, height=2600, timeout=900)
-        lab.run_all(timeout=900)
+        page = lab.open(path, width=1250, height=2600, timeout=300)
+        print("opened", flush=True)
+        lab.run_all(timeout=600)
+        print("ran", flush=True)
         page.wait_for_function("() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')",
                                timeout=600_000)
         page.wait_for_timeout(800)

@@ -174,7 +174,10 @@ export class Heatmap {
     const avail = Math.max(200, (this.el.clientWidth || 800) - x0 - 8);
     const cw = Math.max(this.opts.minCellWidth ?? 14, Math.min(this.opts.maxCellWidth ?? 64, avail / Math.max(1, d.cols)));
     const ch = this.opts.cellHeight ?? 14;
-    const rotate = widest + 6 > cw;
+    // numeric column labels (layers) that do not fit are thinned to every 2nd, 5th, 10th...; tokens rotate
+    const numeric = labels.length > 0 && labels.every((s) => /^-?\d+$/.test(s));
+    const colEvery = numeric ? labelStep((widest + 6) / cw) : 1;
+    const rotate = !numeric && widest + 6 > cw;
     const labelH = rotate ? Math.min(110, widest * 0.72 + 14) : t.fontSize + 8;
     const width = Math.ceil(x0 + cw * d.cols + (rotate ? 40 : 8));
     const height = Math.ceil(4 + ch * d.rows + labelH + (d.colTitle ? 16 : 0));
@@ -237,6 +240,7 @@ export class Heatmap {
     for (let c = 0; c < d.cols; c++) {
       const xc = x0 + (c + 0.5) * cw;
       const hot = this.selected?.[1] === c || this.hovered?.[1] === c;
+      if (c % colEvery !== 0 && !hot) continue;
       ctx.fillStyle = hot ? t.accent : t.text;
       if (rotate) {
         ctx.save();
@@ -266,6 +270,11 @@ export class Heatmap {
     outline(this.hovered, t.muted, 1);
     outline(this.selected, t.dark ? "#ffd54f" : "#ff6f00", 2);
   }
+}
+
+/** The smallest of 1, 2, 5, 10, 20, 50... that is at least `needed` (columns per label). */
+function labelStep(needed: number): number {
+  for (let base = 1; ; base *= 10) for (const m of [1, 2, 5]) if (m * base >= needed) return m * base;
 }
 
 function clip(ctx: CanvasRenderingContext2D, s: string, width: number): string {

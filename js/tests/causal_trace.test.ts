@@ -8,7 +8,7 @@ const L = 4;
 const tokens = ["The", " E", "iffel", " <b>of</b>"];
 const T = tokens.length;
 
-function grid(rowsDone: number[], status = "running") {
+function grid(rowsDone: number[], status = "running", L = 4) {
   const values = (base: number) => {
     const out: number[] = [];
     for (let t = 0; t < T; t++) for (let l = 0; l < L; l++) out.push(rowsDone.includes(t) ? base + 0.01 * (t * L + l) : NaN);
@@ -32,6 +32,28 @@ describe("causal trace view", () => {
   beforeEach(() => {
     document.body.innerHTML = "";
     calls = installRecordingCanvas();
+  });
+
+  it("thins layer labels that do not fit to every 2nd, 5th... instead of overlapping them", () => {
+    const width = Object.getOwnPropertyDescriptor(Element.prototype, "clientWidth")!;
+    Object.defineProperty(Element.prototype, "clientWidth", { configurable: true, get: () => 300 });
+    try {
+      const model = new FakeModel({ view: "causal_trace", grid: grid([0, 1, 2, 3], "done", 30), neurons: {}, selected: {} });
+      const el = document.createElement("div");
+      document.body.appendChild(el);
+      render({ model, el });
+      const mlp = el.querySelector('.fw-trace-map[data-kind="mlp"] canvas') as HTMLCanvasElement;
+      const geometry = JSON.parse(mlp.dataset.geometry!);
+      const drawn = calls.filter((c) => (c as any).canvas === mlp && c.op === "fillText").map((c) => String(c.args[0]));
+      const layers = drawn.filter((s) => /^\d+$/.test(s)).map(Number);
+      const step = layers[1] - layers[0];
+      expect(step * geometry.cw).toBeGreaterThanOrEqual(7 * 2 + 6); // two digits (the fake font: 7 px each) fit
+      expect([2, 5, 10]).toContain(step);
+      expect(layers).toEqual(Array.from({ length: Math.ceil(30 / step) }, (_, i) => i * step));
+      expect(calls.some((c) => (c as any).canvas === mlp && c.op === "rotate" && c.args[0] === Math.PI / 4)).toBe(false);
+    } finally {
+      Object.defineProperty(Element.prototype, "clientWidth", width);
+    }
   });
 
   it("draws three heatmaps and fills rows in as they arrive", () => {
