@@ -91,7 +91,7 @@ export function render({ model, el }: RenderProps) {
       if (heatmaps.has(kind)) continue;
       const map = new Heatmap({
         cellHeight: 16,
-        minCellWidth: 12,
+        minCellWidth: 8, // 30+ layers fit side by side; wider models scroll
         maxCellWidth: 22,
         ariaLabel: `${kind} causal trace`,
         tooltip: tooltip(kind),
