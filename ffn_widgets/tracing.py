@@ -37,7 +37,9 @@ def embedding_sigma(lm: LM) -> float:
     """Standard deviation of the entries of what the noise is added to: the embedding module's output
     (remembered per embedding module until its weight changes)."""
     emb = lm.model.get_submodule(lm.arch.embed)
-    version = (emb.weight.data_ptr(), emb.weight._version, emb.weight.dtype)
+    with torch.no_grad():  # a sample of the weight too: in-place edits through .data keep _version
+        version = (emb.weight.data_ptr(), emb.weight._version, emb.weight.dtype,
+                   float(emb.weight[::997].double().sum()))
     if emb in _SIGMAS and _SIGMAS[emb][0] == version:
         return _SIGMAS[emb][1]
     weight = emb.weight.detach().float()

@@ -329,3 +329,18 @@ def test_widget_mlp_click_lists_neurons_by_contribution(deep_factory):
         fw.CausalTrace(lm, PROMPT)
     with pytest.raises(InputError, match="does not occur"):
         fw.CausalTrace(lm, PROMPT, "Big Ben")
+
+
+def test_embedding_sigma_is_remembered_until_the_weight_changes(tiny_lm):
+    from ffn_widgets.tracing import embedding_sigma
+
+    weight = tiny_lm.model.get_submodule(tiny_lm.arch.embed).weight
+    first = embedding_sigma(tiny_lm)
+    assert first == pytest.approx(float(weight.detach().float().std()), rel=1e-5)  # no embedding scale here
+    original = weight.detach().clone()
+    try:
+        weight.data.mul_(2.0)  # in place through .data: the version counter does not move
+        assert embedding_sigma(tiny_lm) == pytest.approx(2 * first, rel=1e-5)
+    finally:
+        weight.data.copy_(original)
+    assert embedding_sigma(tiny_lm) == pytest.approx(first, rel=1e-6)
