@@ -8,10 +8,11 @@ full forward per (kind, layer, token). This engine uses three facts instead:
   computes positions ``t..T-1``, reading the corrupted run's keys/values of positions ``< t`` from a cache;
 - restoring at layer ``l`` (or a window starting at ``l``) leaves the blocks below unchanged, so the run
   starts there from the cached corrupted ``resid_pre`` (:func:`~ffn_widgets.model.hooks.start_at`);
-- restorations of the same token share batched forwards: those with the same starting layer (a hidden
-  state at ``s-1``, MLP and attention windows starting at ``s``) and, where a cost model says small
-  batches waste more than a few discarded blocks, neighbouring starts too (:func:`plan_forwards`);
-  tokens before the corruption's first affected position need no compute at all.
+- restorations of the same token share batched forwards (as many as the memory bound and a cost model
+  say, :func:`plan_forwards`): a forward starts at the lowest starting layer (a hidden state at ``s-1``,
+  MLP and attention windows starting at ``s``) and the rows of later starts join the batch at their own
+  block, so no row runs a block below its start;
+- tokens before the corruption's first affected position need no compute at all.
 
 Rows are yielded per token (cheapest, the last token, first) so a widget can draw them as they finish.
 :func:`reference_trace` is the straightforward loop, kept as the definition the engine is tested against.
@@ -234,64 +235,61 @@ class TraceEngine:
         return self.p_corrupt.clone()
 
     def _restore(self, t: int, restos: list[tuple[str, int, int]]) -> torch.Tensor:
-        """One forward: positions ``t..`` for every restoration, from the lowest starting layer ``s0``;
-        a restoration starting higher gets its (corrupted, possibly restored) input written over its rows
-        at its own start, so what those rows computed below it is discarded. ``[R, S]`` probs."""
+        """One forward over positions ``t..`` for restorations sorted by start (as :func:`plan_forwards`
+        gives them). It starts at the lowest starting block with those restorations' rows; the others' rows
+        join the batch at their own starting block, so no row runs a block below its start. ``[R, S]``."""
         lm, setup, L = self.lm, self.setup, self.lm.n_layers
         S, R = setup.samples, len(restos)
         p0 = t if self.prefix_cache else 0  # first position computed; earlier ones come from the cache
-        s0 = min(start for _, _, start in restos)
-        hidden = self.corrupt_pre[s0][:, p0:].repeat(R, 1, 1)  # [R*S, n, d]
         rows_of = {site: {} for site in ("mlp_out", "attn_out")}
-        inputs: dict[int, list[tuple[int, bool]]] = {}  # start layer > s0 -> [(restoration, restore hidden)]
+        joining: dict[int, list[bool]] = {}  # start layer -> [restore the hidden state?] of the rows joining
         for r, (kind, layer, start) in enumerate(restos):
-            block = slice(r * S, (r + 1) * S)
-            if start > s0:
-                inputs.setdefault(start, []).append((r, kind == "hidden"))
-            elif kind == "hidden":  # the output of block start-1 is the input of block start
-                hidden[block, t - p0] = self.clean["resid_pre"][start, t]
+            joining.setdefault(start, []).append(kind == "hidden")
             if kind != "hidden":
                 site = _SITE[kind]
                 for j in window_layers(layer, self.window, L):
-                    rows_of[site].setdefault(j, []).append(torch.arange(block.start, block.stop))
+                    rows_of[site].setdefault(j, []).append(torch.arange(r * S, (r + 1) * S))
+        starts = list(joining)
+        assert starts == sorted(starts), "restorations must be sorted by their starting layer"
+        s0 = starts[0]
+        hidden = self._joining_rows(s0, t, p0, joining[s0])
         edits = [Edit(site, j, "fn", _setter(torch.cat(rs), t - p0, self.clean[site][j, t]))
                  for site, by_layer in rows_of.items() for j, rs in by_layer.items()]
-        edits += [Edit("resid_pre", j, "fn", self._start_input(j, t, p0, group)) for j, group in inputs.items()]
+        edits += [Edit("resid_pre", j, "fn", _appender(self._joining_rows(j, t, p0, joining[j]))) for j in starts[1:]]
         if s0 == 0:
             edits.insert(0, Edit("resid_pre", 0, "fn", lambda x, h=hidden: h))
-        ids = setup.corrupt_ids[:, p0:].repeat(R, 1).to(lm.device)
-        cache = self._cache_before(p0, s0, R)
+        # one row of ids: the batch's rows come from `hidden` and the joins, whatever the embedding gives
+        ids = setup.corrupt_ids[:1, p0:].to(lm.device)
+        active = [0] * L  # restorations running block j
+        for start, group in joining.items():
+            for j in range(start, L):
+                active[j] += len(group)
+        cache = self._cache_before(p0, active)
         skip = start_at(lm, s0, hidden) if s0 else nullcontext()
         with torch.no_grad(), hooked(lm, (), edits), skip:
             logits = _last_logits(lm, ids, cache)
         return _target_probs(logits[:, -1], setup.target_id).view(R, S).cpu()
 
-    def _start_input(self, j: int, t: int, p0: int, group: list[tuple[int, bool]]):
-        """The edit that starts restorations at block ``j``: their rows get the corrupted input of ``j``
-        (with the clean state at ``t`` for a hidden restoration of block ``j-1``)."""
+    def _joining_rows(self, j: int, t: int, p0: int, restore_hidden: list[bool]) -> torch.Tensor:
+        """The input of block ``j`` for restorations starting there: the corrupted one, with the clean state
+        at ``t`` for a hidden-state restoration of block ``j-1``. ``[len * S, n, d]``."""
         S = self.setup.samples
-        corrupted = self.corrupt_pre[j][:, p0:]
-        rows = torch.cat([torch.arange(r * S, (r + 1) * S) for r, _ in group])
-        value = corrupted.repeat(len(group), 1, 1)
-        for i, (_, restore_hidden) in enumerate(group):
-            if restore_hidden:
+        value = self.corrupt_pre[j][:, p0:].repeat(len(restore_hidden), 1, 1)
+        for i, restore in enumerate(restore_hidden):
+            if restore:
                 value[i * S:(i + 1) * S, t - p0] = self.clean["resid_pre"][j, t]
+        return value
 
-        def start_here(x):
-            x = x.clone()
-            x[rows.to(x.device)] = value.to(x.device, x.dtype)
-            return x
-        return start_here
-
-    def _cache_before(self, t: int, start: int, R: int):
-        """The corrupted run's keys/values of positions ``< t``, repeated for R restorations (layers
-        below ``start`` never run, so they get a one-row placeholder of the right length)."""
+    def _cache_before(self, t: int, active: list[int]):
+        """The corrupted run's keys/values of positions ``< t``, repeated for the restorations running each
+        layer (layers none runs get a one-row placeholder of the right length)."""
+        if not t:
+            return DynamicCache(config=self.lm.config)
         cache_data = []
-        for j, (k, v) in enumerate(self.kv):
+        for (k, v), n in zip(self.kv, active):
             k, v = k[:, :, :t], v[:, :, :t]
-            cache_data.append((k.repeat(R, 1, 1, 1), v.repeat(R, 1, 1, 1)) if j >= start else (k[:1], v[:1]))
-        return DynamicCache(ddp_cache_data=cache_data, config=self.lm.config) if t else DynamicCache(
-            config=self.lm.config)
+            cache_data.append((k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) if n else (k[:1], v[:1]))
+        return DynamicCache(ddp_cache_data=cache_data, config=self.lm.config)
 
 
 # Relative costs for planning forwards, in "one token-row through one block" units, measured on a CPU:
@@ -304,15 +302,19 @@ _HEAD_CALL_ROWS = 30
 
 def plan_forwards(restos: list[tuple[str, int, int]], samples: int, positions: int, n_layers: int,
                   max_rows: int) -> list[list[tuple[str, int, int]]]:
-    """Split restorations ``(kind, layer, start)`` into forwards of neighbouring starts, minimising a cost
-    model: merging saves per-call overheads (small batches run far below peak speed) but runs the later
-    starts' rows through blocks whose results are thrown away. A restoration is ``samples`` batch rows of
-    ``positions`` tokens; a forward holds at most ``max_rows`` token-rows, or one restoration."""
+    """Split restorations ``(kind, layer, start)``, sorted by start, into forwards of neighbouring starts,
+    minimising a cost model: every row runs the blocks from its own start (rows join a forward there), and a
+    forward adds a per-block-call overhead from its lowest start (small batches run far below peak speed).
+    A restoration is ``samples`` batch rows of ``positions`` tokens; a forward holds at most ``max_rows``
+    token-rows, or one restoration."""
     restos = sorted(restos, key=lambda r: (r[2], r[0], r[1]))
     n, rows_each = len(restos), samples * positions
+    work = [0]  # prefix sums of the block-rows each restoration runs
+    for _, _, start in restos:
+        work.append(work[-1] + (n_layers - start) * rows_each)
 
-    def cost(i: int, j: int) -> float:  # restos[i:j] in one forward, every row from the lowest start
-        blocks = (n_layers - restos[i][2]) * ((j - i) * rows_each + _BLOCK_CALL_ROWS)
+    def cost(i: int, j: int) -> float:  # restos[i:j] in one forward
+        blocks = work[j] - work[i] + (n_layers - restos[i][2]) * _BLOCK_CALL_ROWS
         return blocks + _HEAD_BLOCKS * ((j - i) * samples + _HEAD_CALL_ROWS)
 
     best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
@@ -328,6 +330,12 @@ def plan_forwards(restos: list[tuple[str, int, int]], samples: int, positions: i
         plan.append(restos[cut[j]:j])
         j = cut[j]
     return plan[::-1]
+
+
+def _appender(rows: torch.Tensor):
+    def join(x):
+        return torch.cat([x, rows.to(x.device, x.dtype)])
+    return join
 
 
 def _setter(rows: torch.Tensor, position: int, value: torch.Tensor):
