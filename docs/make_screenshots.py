@@ -55,11 +55,9 @@ def main():
     lab = Lab.start()
     try:
         page = lab.open(path, width=1250, height=2600, timeout=300)
-        print("opened", flush=True)
         lab.run_all(timeout=600)
-        print("ran", flush=True)
-        page.wait_for_function("() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')",
-                               timeout=600_000)
+        trace_done = "() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')"
+        page.wait_for_function(trace_done, timeout=600_000)
         page.wait_for_timeout(800)
         for name, selector in SHOTS:
             widget = page.locator(selector).first

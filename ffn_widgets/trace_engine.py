@@ -176,7 +176,7 @@ class TraceEngine:
             return
         s = self.setup
         runs = s.runs if s.runs is not None else base_runs(self.lm, s.ids, s.corrupt_ids, s.noise, s.noised)
-        self.clean = runs
+        self.clean = runs  # its clean states: {site: [L, T, d]}
         self.corrupt_pre, self.kv = runs["corrupt_pre"], runs["kv"]  # [L, S, T, d]; per layer [S, H, T, dh]
         self.p_clean = float(_target_probs(runs["logits"], s.target_id))
         self.p_corrupt = _target_probs(runs["corrupt_logits"], s.target_id).cpu()  # [S]

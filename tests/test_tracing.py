@@ -67,16 +67,13 @@ def test_engine_equals_reference_loop(deep_factory, family):
     assert _untouched(lm)
 
 
-def test_forwards_that_merge_start_layers_equal_the_reference_loop(deep_factory, monkeypatch):
+def test_forwards_that_merge_start_layers_equal_the_reference_loop(deep_factory):
     """Restorations starting at different blocks in one forward (the later ones joining the batch at
     their own block) give the reference's numbers; so do forwards of one restoration each."""
-    from ffn_widgets import trace_engine
-
     lm = deep_factory("llama")
     setup = prepare_trace(lm, PROMPT, SUBJECT, samples=3, noise=NOISE, check_target=False)
     ref = reference_trace(lm, setup, KINDS, window=3)
-    monkeypatch.setattr(trace_engine, "_BLOCK_CALL_ROWS", 10**9)  # the cost model then merges everything
-    merged = TraceEngine(lm, setup, KINDS, 3, max_tokens=10**6)
+    merged = TraceEngine(lm, setup, KINDS, 3, max_tokens=10**6)  # no memory bound: one forward per part
     assert all(len(forwards) == 1 for forwards in merged.groups.values())
     assert all(len({start for *_, start in forwards[0]}) > 1 for forwards in merged.groups.values())
     single = TraceEngine(lm, setup, KINDS, 3, max_tokens=1)

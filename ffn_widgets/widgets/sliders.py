@@ -4,10 +4,10 @@ follow the drag live.
 The browser sends the whole slider state (every scale) with ``sendLatest``, so only the newest value is
 ever in flight and the kernel never works through a backlog; a message older than one already answered
 is dropped (views number their messages above the last answered one, so a re-rendered view goes on).
-A tick computes and sends the bars only. The greedy continuation costs one single-token step per token (memory-bound: every weight is read once per token), so it runs after the tick has been
-acknowledged, once the drag pauses for 0.1 s or at least every 0.5 s while it goes on; inside a
-kernel's event loop it never delays the bars. Without a running event loop (scripts, tests) it is
-computed right away.
+A tick computes and sends the bars only. The greedy continuation costs one single-token step per token
+(memory-bound: every weight is read once per token), so it runs after the tick has been acknowledged,
+once the drag pauses for 0.1 s or at least every 0.5 s while it goes on; inside a kernel's event loop it
+never delays the bars. Without a running event loop (scripts, tests) it is computed right away.
 
     kn = fw.knowledge_neurons(lm, prompt, " Paris")
     sliders = fw.NeuronSliders.from_knowledge(lm, kn)             # or fw.NeuronSliders(lm, prompt, [(12, 345)])
