@@ -21,7 +21,6 @@ forward and backward):
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import LM, Edit, InputError, hooked, start_at
+from .model import LM, Edit, InputError, hooked, kv, start_at
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 
@@ -129,25 +128,12 @@ def _clean_last(lm: LM, ids: torch.Tensor) -> dict:
     prefix = None
     with torch.no_grad():
         if ids.shape[1] > 1:
-            prefix = lm.model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+            prefix = kv.cache_of(kv.forward(lm.model, ids[:, :-1]))
         with hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
-            lm.model(input_ids=ids[:, -1:], past_key_values=_expanded(prefix, 1), use_cache=True)
+            kv.forward(lm.model, ids[:, -1:], kv.shared(prefix, rows=1))
     out = {key: t[0, -1] for key, t in got.items()}  # [d]
     out["prefix"] = prefix
     return out
-
-
-def _expanded(prefix, rows: int):
-    """A batch of ``rows`` views of the prefix cache (no copy; decoding appends by concatenation)."""
-    if prefix is None:
-        return None
-    cache = copy.copy(prefix)
-    cache.layers = [copy.copy(layer) for layer in prefix.layers]
-    for layer in cache.layers:
-        if getattr(layer, "is_initialized", True) and getattr(layer, "keys", None) is not None:
-            layer.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
-            layer.values = layer.values.expand(rows, *layer.values.shape[1:])
-    return cache
 
 
 def _group_gradients(lm, ids, target_id, clean, group, alphas) -> list[torch.Tensor]:
@@ -161,8 +147,8 @@ def _group_gradients(lm, ids, target_id, clean, group, alphas) -> list[torch.Ten
         edits.append(Edit("neurons", layer, "fn", _replace_rows(j * steps, leaf)))
     hidden = clean["resid_pre", start].expand(rows, 1, -1)
     with torch.enable_grad(), start_at(lm, start, hidden), hooked(lm, (), edits):
-        logits = lm.model(input_ids=ids[:, -1:].expand(rows, 1), past_key_values=_expanded(clean["prefix"], rows),
-                          use_cache=True).logits[:, -1].float()
+        cache = kv.shared(clean["prefix"], rows=rows)
+        logits = kv.last_logits(lm.model, ids[:, -1:].expand(rows, 1), cache)[:, -1]
         p = torch.softmax(logits, -1)[:, target_id]
         return list(torch.autograd.grad(p.sum(), leaves))
 

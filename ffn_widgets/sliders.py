@@ -21,14 +21,13 @@ prompt's for blocks < ℓ, so each continuation token is a one-token step.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from .model import LM, Edit, InputError, hooked, start_at
+from .model import LM, Edit, InputError, hooked, kv, start_at
 
 
 @dataclass
@@ -85,10 +84,10 @@ class SliderEngine:
         self.target_id = None if target is None else lm.target_ids(target)[0]
         layers = range(lm.n_layers)
         with torch.no_grad(), hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
-            out = lm.model(input_ids=self.ids, use_cache=True)
+            out = kv.forward(lm.model, self.ids)
         self.resid_pre = [got["resid_pre", l] for l in layers]  # model dtype, [1, pos, d_model]
         self.neurons = [got["neurons", l] for l in layers]  # [1, pos, d_mlp]
-        self._clean_cache = out.past_key_values
+        self._clean_cache = kv.cache_of(out)
         logits = out.logits[0, -1].float()
         if self.target_id is None:  # without a target, follow the model's own first choice
             self.target_id = int(logits.argmax())
@@ -146,8 +145,8 @@ class SliderEngine:
                 logits, cache = lm.unembed(hidden[0, -1]), None
             else:
                 with start_at(lm, start, hidden), hooked(lm, (), edits):
-                    out = lm.model(input_ids=self.ids, use_cache=True, logits_to_keep=1)
-                logits, cache = out.logits[0, -1].float(), out.past_key_values
+                    out = kv.forward(lm.model, self.ids, last_only=True)
+                logits, cache = out.logits[0, -1].float(), kv.cache_of(out)
         pred = Prediction.from_logits(lm, logits, self.k, self.target, self.target_id)
         self._last = (scales, pred, cache, start)
         return pred
@@ -165,7 +164,7 @@ class SliderEngine:
     def _final_resid(self) -> torch.Tensor:
         if not hasattr(self, "_final"):
             with torch.no_grad(), hooked(self.lm, [("resid_post", self.lm.n_layers - 1)]) as got:
-                self.lm.model(input_ids=self.ids, use_cache=False, logits_to_keep=1)
+                kv.forward(self.lm.model, self.ids, use_cache=False, last_only=True)
             self._final = got["resid_post", self.lm.n_layers - 1]
         return self._final
 
@@ -187,8 +186,7 @@ class SliderEngine:
         out = [token]
         with torch.no_grad(), hooked(self.lm, (), edits):
             for _ in range(n - 1):
-                step = self.lm.model(input_ids=torch.tensor([[token]], device=self.lm.device),
-                                     past_key_values=cache, use_cache=True)
+                step = kv.forward(self.lm.model, torch.tensor([[token]], device=self.lm.device), cache)
                 token = int(step.logits[0, -1].argmax())
                 out.append(token)
         return self.lm.token_strings(out)
@@ -200,9 +198,8 @@ class SliderEngine:
         clean = self._clean_cache
         if cache is None:  # the tick ran no block: every block's keys and values are clean
             cache = clean
-        merged = copy.copy(cache)
-        merged.layers = [copy.copy(clean.layers[i] if i < start else layer) for i, layer in enumerate(cache.layers)]
-        return merged
+        return kv.shared(cache, layers=[clean.layers[i] if i < start else layer
+                                        for i, layer in enumerate(cache.layers)])
 
 
 def as_neuron_list(neurons) -> list[tuple[int, int]]:

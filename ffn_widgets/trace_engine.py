@@ -19,7 +19,6 @@ Rows are yielded per token (cheapest, the last token, first) so a widget can dra
 """
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from .model import kv
 from .model.hooks import Edit, collect, hooked, start_at
 
 KINDS = ("hidden", "mlp", "attn")
@@ -81,7 +81,7 @@ def base_runs(lm, ids: torch.Tensor, corrupt_ids: torch.Tensor, noise=None, nois
     cache = DynamicCache(config=lm.config)
     edits = noise_edits(noise, list(noised), list(range(1, S + 1)))
     with torch.no_grad(), hooked(lm, [(site, l) for site in CLEAN_SITES for l in layers], edits) as got:
-        logits = _last_logits(lm, batch, cache)[:, -1]
+        logits = kv.last_logits(lm.model, batch, cache)[:, -1]
     runs = {site: collect(got, site, layers) for site in CLEAN_SITES}
     runs["corrupt_pre"] = collect(got, "resid_pre", layers, row=None)[:, 1:]
     runs["kv"] = [(layer.keys[1:], layer.values[1:]) for layer in cache.layers]
@@ -267,7 +267,7 @@ class TraceEngine:
         cache = self._cache_before(p0, active)
         skip = start_at(lm, s0, hidden) if s0 else nullcontext()
         with torch.no_grad(), hooked(lm, (), edits), skip:
-            logits = _last_logits(lm, ids, cache)
+            logits = kv.last_logits(lm.model, ids, cache)
         return _target_probs(logits[:, -1], setup.target_id).view(R, S).cpu()
 
     def _joining_rows(self, j: int, t: int, p0: int, restore_hidden: list[bool]) -> torch.Tensor:
@@ -344,16 +344,3 @@ def _setter(rows: torch.Tensor, position: int, value: torch.Tensor):
         x[rows.to(x.device), position] = value.to(x.dtype)
         return x
     return restore
-
-
-_TAKES_LOGITS_TO_KEEP: dict[type, bool] = {}
-
-
-def _last_logits(lm, ids: torch.Tensor, cache) -> torch.Tensor:
-    """Float32 logits of the last position ``[batch, 1, vocab]``, reading and filling ``cache``."""
-    cls = type(lm.model)
-    if cls not in _TAKES_LOGITS_TO_KEEP:
-        _TAKES_LOGITS_TO_KEEP[cls] = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
-    kwargs = {"logits_to_keep": 1} if _TAKES_LOGITS_TO_KEEP[cls] else {}
-    logits = lm.model(input_ids=ids, past_key_values=cache, use_cache=True, **kwargs).logits
-    return logits[:, -1:].float()

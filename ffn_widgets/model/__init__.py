@@ -1,4 +1,5 @@
 """Loading, the architecture table and the hook core."""
+from . import kv
 from .architectures import ARCHITECTURES, Architecture, architecture_for
 from .hooks import SITES, Edit, hooked, start_at
 from .lm import LM, InputError, Run

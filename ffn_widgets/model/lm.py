@@ -10,7 +10,6 @@ Example::
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers.pytorch_utils import Conv1D
 
+from . import kv
 from .architectures import Architecture, architecture_for
 from .hooks import SITES, Edit, collect, hooked
 
@@ -69,7 +69,6 @@ class LM:
         self.n_ctx = _context_length(model.config)
         self._token_text: dict[int, str] = {}
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
-        self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     # ---- modules and weights -------------------------------------------------------------
     @property
@@ -189,9 +188,7 @@ class LM:
     # ---- running -------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, last_only: bool = False, **kwargs) -> torch.Tensor:
         """Plain HF forward of ``[batch, pos]`` ids, float32 logits; ``last_only`` keeps one position."""
-        if last_only and self._takes_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
-        out = self.model(input_ids=input_ids, use_cache=False, **kwargs).logits.float()
+        out = kv.forward(self.model, input_ids, use_cache=False, last_only=last_only, **kwargs).logits.float()
         return out[:, -1:] if last_only else out
 
     def run(self, prompt: str, capture: Iterable[str] = ("neurons", "resid_pre", "attn_out", "mlp_out", "resid_post"),
