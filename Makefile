@@ -1,5 +1,8 @@
 # Set-up and everyday commands. `make lab` opens the tour; `make test` runs every test (Python, JS, browser).
+# `make lab ARGS="--port 8899 --no-browser"` passes flags to JupyterLab.
 VENV ?= .venv
+WORKSPACE ?= workspace
+ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
@@ -24,8 +27,13 @@ js:
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# JupyterLab opens your own copies of the notebooks in $(WORKSPACE)/ (made once, never overwritten, ignored by
+# git): running and autosaving them never changes the tracked notebooks. As root (containers, class images)
+# JupyterLab needs --allow-root; without a display it prints the URL to open instead of starting a browser.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/00_tour.ipynb
+	@mkdir -p $(WORKSPACE)
+	@for nb in notebooks/*.ipynb; do test -e "$(WORKSPACE)/$${nb##*/}" || cp "$$nb" "$(WORKSPACE)/"; done
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(WORKSPACE)" $(ARGS) "$(WORKSPACE)/00_tour.ipynb"
 
 test: setup browser
 	cd js && npm test
@@ -35,4 +43,4 @@ bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) js/node_modules ffn_widgets/static
+	rm -rf $(VENV) js/node_modules ffn_widgets/static  # keeps $(WORKSPACE)/: your notebooks

@@ -63,13 +63,15 @@ class Prediction:
     def figure(self, title: str = "Next-token prediction"):
         import plotly.graph_objects as go
 
+        from .figure_layout import clip, sized, title as figure_title
+
         colours = ["#d62728" if i == self.target_id else "#1f77b4" for i in self.top_ids]
         fig = go.Figure(go.Bar(x=self.top_probs[::-1], y=[repr(t) for t in self.top_tokens[::-1]],
                                orientation="h", marker_color=colours[::-1]))
         if self.target_id is not None:
-            title += f" — p({self.target!r}) = {self.target_prob:.3f}, rank {self.target_rank}"
-        fig.update_layout(title=title, xaxis_title="probability", height=120 + 22 * len(self.top_ids))
-        return fig
+            title += f" — p({clip(self.target, 30)!r}) = {self.target_prob:.3f}, rank {self.target_rank}"
+        fig.update_layout(title=figure_title(title), xaxis_title="probability")
+        return sized(fig, 20 * len(self.top_ids), min_plot_px=120)
 
 
 class SliderEngine:
@@ -170,7 +172,8 @@ class SliderEngine:
 
     # ---- continuation ------------------------------------------------------------------
     def continuation(self, scales: Mapping[tuple[int, int], float], n: int = 5) -> list[str]:
-        """The greedy continuation (``n`` tokens) of the prompt under these scales."""
+        """The greedy continuation (up to ``n`` tokens) of the prompt under these scales; it ends before an
+        end-of-text or other special token (``lm.stop_ids``), which is not text to show."""
         if not isinstance(n, int) or n < 1:
             raise InputError(f"n (continuation length) must be a positive integer, got {n!r}.")
         scales = self.check_scales(scales)
@@ -182,13 +185,14 @@ class SliderEngine:
             _, pred, cache, start = self._last
         cache = self._merge_cache(cache, start)
         edits = self.edits(scales)
-        token = pred.top_ids[0]
-        out = [token]
+        token, out = pred.top_ids[0], []
         with torch.no_grad(), hooked(self.lm, (), edits):
-            for _ in range(n - 1):
+            while token not in self.lm.stop_ids:
+                out.append(token)
+                if len(out) == n:
+                    break
                 step = kv.forward(self.lm.model, torch.tensor([[token]], device=self.lm.device), cache)
                 token = int(step.logits[0, -1].argmax())
-                out.append(token)
         return self.lm.token_strings(out)
 
     def _merge_cache(self, cache, start: int):

@@ -10,6 +10,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,6 +161,16 @@ class LM:
         if len(ids) > self.n_ctx:
             raise InputError(f"The prompt is {len(ids)} tokens long; this model reads at most {self.n_ctx}.")
         return ids.to(self.device)
+
+    @functools.cached_property
+    def stop_ids(self) -> frozenset[int]:
+        """Tokens that end a continuation: every end-of-sequence id the model or tokenizer names (chat models
+        end a turn with one, e.g. ``<|im_end|>``) and the tokenizer's other special tokens, which are not text."""
+        ids = set(self.tokenizer.all_special_ids)
+        for source in (self.config, getattr(self.model, "generation_config", None), self.tokenizer):
+            eos = getattr(source, "eos_token_id", None)
+            ids.update(eos if isinstance(eos, (list, tuple, set)) else [] if eos is None else [eos])
+        return frozenset(int(i) for i in ids)
 
     def token_strings(self, ids: Iterable[int]) -> list[str]:
         """Each token as the text it stands for (not the tokenizer's internal symbols)."""

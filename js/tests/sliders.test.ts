@@ -136,6 +136,11 @@ describe("sliders view", () => {
     const text = el.querySelector(".fw-continuation")!.textContent!;
     expect(text).toContain(" London<br>");
     expect(text).toContain("originally:  Paris.");
+    model.set("continuation", { seq: 3, tokens: [" Paris", ".", "\n", "\n"], original: [] });
+    const shown = el.querySelector(".fw-continuation")!.textContent!;
+    expect(shown).toContain(" Paris.⏎⏎");
+    expect(shown).not.toContain("\n");
+    expect(shown).toContain("originally: (end of text)");
     cleanup();
     expect(model.listenerCount("change:prediction")).toBe(0);
     expect(el.querySelector(".fw-sliders")).toBeNull();

@@ -174,9 +174,11 @@ export function render({ model, el }: RenderProps) {
     const c = model.get("continuation");
     if (!c || !c.tokens) return;
     clear(continuation);
-    const same = c.tokens.join("") === (c.original ?? []).join("");
-    continuation.append(h("span", { class: "fw-muted", text: "…" }), h("span", { text: c.tokens.join("") }));
-    if (!same) continuation.append(h("span", { class: "fw-muted", text: `   (originally: ${(c.original ?? []).join("")})` }));
+    // one line of text: line breaks drawn as ⏎, an empty continuation (the model ends its turn) said so
+    const text = (tokens: string[]) => tokens.join("").replace(/\r?\n/g, "⏎") || "(end of text)";
+    const now = text(c.tokens), before = text(c.original ?? []);
+    continuation.append(h("span", { class: "fw-muted", text: "…" }), h("span", { text: now }));
+    if (now !== before) continuation.append(h("span", { class: "fw-muted", text: `   (originally: ${before})` }));
   };
 
   const showPrompt = () => setText(prompt, String(model.get("prompt") ?? ""));
