@@ -64,23 +64,29 @@ class NeuronCardData:
         """Histogram (log count) with the prompt's activations marked, beside the value's token logits."""
         from plotly.subplots import make_subplots
 
+        from .figure_layout import MIN_PLOT_PX, log_ticks, sized, title
         from .trigger_index import bin_labels
 
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
+        tokens = [repr(t) for t, _ in self.value.top] + [repr(t) for t, _ in self.value.bottom]
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.06,
                             subplot_titles=("activations over the corpus", "value vector in vocabulary space"))
         if self.histogram is not None:
             fig.add_bar(x=bin_labels(), y=np.where(self.histogram > 0, self.histogram, np.nan), row=1, col=1,
                         name="count", marker_color="#4c78a8")
-            fig.update_yaxes(type="log", row=1, col=1)
+            fig.update_yaxes(type="log", **log_ticks(self.histogram.max(), max(MIN_PLOT_PX, 20 * len(tokens))),
+                             row=1, col=1)
             for a in [] if self.prompt_acts is None else self.prompt_acts[-1:]:
-                fig.add_vline(x=bin_labels()[bin_of(a)], line_color="#e45756", row=1, col=1)
-        tokens = [repr(t) for t, _ in self.value.top] + [repr(t) for t, _ in self.value.bottom]
+                # by index: plotly.js reads a numeric-looking category name ("0.00977") as a position
+                fig.add_vline(x=bin_of(a), line_color="#e45756", row=1, col=1)
         logits = [v for _, v in self.value.top] + [v for _, v in self.value.bottom]
         fig.add_bar(x=logits, y=tokens, orientation="h", row=1, col=2, name="logit",
                     marker_color=["#2a7ab8"] * len(self.value.top) + ["#c0392b"] * len(self.value.bottom))
-        fig.update_yaxes(autorange="reversed", row=1, col=2)
-        fig.update_layout(title=f"Neuron L{self.layer}.N{self.neuron}", showlegend=False, height=420)
-        return fig
+        # the tokens go right of their panel, where automargin makes room for any length
+        fig.update_yaxes(autorange="reversed", side="right", row=1, col=2)
+        fig.update_xaxes(title_text="activation (signed log bins)", row=1, col=1)
+        fig.update_xaxes(title_text="logit per unit activation", row=1, col=2)
+        fig.update_layout(title=title(f"Neuron L{self.layer}.N{self.neuron}"), showlegend=False)
+        return sized(fig, 20 * len(tokens), panel_titles=True, bottom=110)
 
 
 def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = None, prompt: str | None = None,

@@ -53,6 +53,8 @@ class GevaStats:
         """Plotly figure of one statistic: ``"agreement"`` or ``"composition"``."""
         import plotly.graph_objects as go
 
+        from .figure_layout import integer_ticks, sized, title
+
         layers = self.layers
         fig = go.Figure()
         if which == "agreement":
@@ -63,19 +65,19 @@ class GevaStats:
                 fig.add_scatter(x=layers, y=100 * y, name=name, mode="lines+markers", line_dash=dash)
             fig.add_hline(y=100 * self.uniform_chance, line_dash="dash", line_color="grey",
                           annotation_text="1/vocab")
-            fig.update_layout(title="Do values predict what follows their keys' triggers?",
+            fig.update_layout(title=title("Do values predict what follows their keys' triggers?"),
                               yaxis_title="% of memories")
         elif which == "composition":
             fig.add_bar(x=layers, y=100 * self.composition, name="differs from every memory")
             fig.add_hline(y=68, line_dash="dash", line_color="grey", annotation_text="Geva 2021: ≥ 68%")
             scope = "all memories" if self.top_memories is None else f"the {self.top_memories} strongest memories"
-            fig.update_layout(title=f"Layer output's top token differs from that of {scope} "
-                                    f"({self.examples:,} positions)", yaxis_title="% of positions",
+            fig.update_layout(title=title(f"Layer output's top token differs from that of {scope}",
+                                          f"{self.examples:,} positions"), yaxis_title="% of positions",
                               yaxis_range=[0, 100])
         else:
             raise InputError(f"which must be 'agreement' or 'composition', got {which!r}.")
-        fig.update_layout(xaxis_title="layer", height=360)
-        return fig
+        fig.update_layout(xaxis={"title": "layer", **integer_ticks(len(layers))})
+        return sized(fig, 260, lines=1 if which == "agreement" else 2)
 
 
 def geva_stats(lm: LM, index: TriggerIndex, texts=None, *, layers=None, triggers: int | None = None, examples: int = 500,
@@ -190,11 +192,14 @@ class TokenDependence:
     def figure(self):
         import plotly.graph_objects as go
 
+        from .figure_layout import integer_ticks, sized, title
+
         fig = go.Figure(go.Scatter(x=self.layers, y=self.ratio, mode="lines+markers"))
-        fig.update_layout(title="Shallow vs contextual keys: activation from the trigger token alone / in context",
-                          xaxis_title="layer", yaxis_title="median ratio (1 = the token alone suffices)",
-                          height=340)
-        return fig
+        fig.update_layout(title=title("Shallow vs contextual keys",
+                                      "activation from the trigger token alone / in context"),
+                          xaxis={"title": "layer", **integer_ticks(len(self.layers))},
+                          yaxis_title="median ratio<br>(1 = the token alone suffices)")
+        return sized(fig, 260, lines=2)
 
 
 def token_dependence(lm: LM, index: TriggerIndex, layers=None, neurons: int = 40, triggers: int = 3,

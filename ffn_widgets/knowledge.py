@@ -75,6 +75,8 @@ class KnowledgeNeurons:
         """Layers × neurons, sparse: the main prompt's candidates (grey) and the kept neurons (colour)."""
         import plotly.graph_objects as go
 
+        from .figure_layout import clip, integer_ticks, sized, title
+
         cand = self.candidates(0)
         s = self.scores[0]
         fig = go.Figure(go.Scatter(
@@ -85,14 +87,17 @@ class KnowledgeNeurons:
             layers, neurons, scores = zip(*self.neurons)
             fig.add_trace(go.Scatter(
                 x=list(neurons), y=list(layers), mode="markers", name="knowledge neurons",
+                # the colour bar sits in the lower part of the right margin, the legend above it
                 marker={"color": list(scores), "colorscale": "Reds", "size": 12, "showscale": True,
-                        "colorbar": {"title": "mean score"}, "line": {"width": 1, "color": "black"}},
+                        "colorbar": {"title": {"text": "mean score", "side": "right"}, "y": 0, "yanchor": "bottom",
+                                     "len": 0.6, "thickness": 12}, "line": {"width": 1, "color": "black"}},
                 hovertemplate="L%{y} N%{x}<br>mean score %{marker.color:.4f}<extra></extra>"))
         n_layers, d_mlp = self.scores.shape[1:]
-        fig.update_layout(title=f"Knowledge neurons for {self.target!r} ({len(self.prompts)} prompts)",
-                          xaxis={"title": "neuron", "range": [-1, d_mlp]},
-                          yaxis={"title": "layer", "range": [-0.5, n_layers - 0.5]}, height=450)
-        return fig
+        fig.update_layout(title=title(f"Knowledge neurons for {clip(self.target, 30)!r} "
+                                      f"({len(self.prompts)} prompts)"),
+                          legend={"y": 1, "yanchor": "top"}, xaxis={"title": "neuron", "range": [-1, d_mlp]},
+                          yaxis={"title": "layer", "range": [-0.5, n_layers - 0.5], **integer_ticks(n_layers)})
+        return sized(fig, 12 * n_layers, min_plot_px=300)
 
 
 def riemann_alphas(steps: int) -> torch.Tensor:
@@ -220,16 +225,18 @@ class KnowledgeExperiment:
     def figure(self):
         import plotly.graph_objects as go
 
+        from .figure_layout import sized, title
+
         s = self.summary()
         fig = go.Figure([
             go.Bar(name="knowledge neurons", x=["suppress ×0", "amplify ×2"],
                    y=[100 * s["suppress"], 100 * s["amplify"]], marker_color="#d62728"),
             go.Bar(name="random neurons, same layers", x=["suppress ×0", "amplify ×2"],
                    y=[100 * s["random_suppress"], 100 * s["random_amplify"]], marker_color="#7f7f7f")])
-        fig.update_layout(barmode="group", yaxis_title="mean relative change of p(correct) (%)",
-                          title=f"Knowledge neurons over {s['facts_with_neurons']} facts "
-                                f"({s['mean_neurons']:.1f} neurons per fact)")
-        return fig
+        fig.update_layout(barmode="group", yaxis_title="mean relative change<br>of p(correct) (%)",
+                          title=title(f"Knowledge neurons over {s['facts_with_neurons']} facts "
+                                      f"({s['mean_neurons']:.1f} neurons per fact)"))
+        return sized(fig, 300)
 
 
 _CONDITIONS = ("suppress", "amplify", "random_suppress", "random_amplify")

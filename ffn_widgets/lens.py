@@ -51,6 +51,8 @@ class LensResult:
         """Layers × positions heatmap: colour = target probability (or rank), text = top token."""
         import plotly.graph_objects as go
 
+        from .figure_layout import integer_ticks, sized, title as figure_title
+
         grid = self._grid(stage)
         layers = list(range(grid.top_ids.shape[0]))
         text = [[row[0] for row in layer] for layer in grid.top_tokens]
@@ -62,12 +64,12 @@ class LensResult:
             z, title = grid.probs, f"p({self.target!r})"
         x = [f"{i}:{t}" for i, t in enumerate(self.tokens)]
         fig = go.Figure(go.Heatmap(z=z.numpy(), x=x, y=layers, text=text, texttemplate="%{text}",
-                                   colorscale="Blues", colorbar={"title": title},
+                                   colorscale="Blues", colorbar={"title": {"text": title, "side": "right"}},
                                    hovertemplate="layer %{y}, %{x}<br>top: %{text}<br>value %{z:.3f}<extra></extra>"))
         stage_name = "after each block" if stage == "post" else "before each MLP"
-        fig.update_layout(title=f"Logit lens ({stage_name})", xaxis_title="position", yaxis_title="layer",
-                          height=max(300, 18 * len(layers) + 120))
-        return fig
+        fig.update_layout(title=figure_title(f"Logit lens ({stage_name})"), xaxis_title="position",
+                          yaxis={"title": "layer", **integer_ticks(len(layers))})
+        return sized(fig, 18 * len(layers))
 
     def to_frame(self, stage: str = "post"):
         import pandas as pd

@@ -69,11 +69,14 @@ class NeuronRanking:
 
         values = self.contributions if self.by == "contribution" else self.activations
         labels = [f"N{n}" for n in self.neurons]
+        from .figure_layout import clip, sized, title
+
         fig = go.Figure(go.Bar(x=values, y=labels, orientation="h",
                                hovertext=[", ".join(t) for t in self.value_top]))
-        fig.update_layout(title=f"Top neurons at layer {self.layer}, token {self.position} {self.token!r} by {self.by}",
-                          yaxis={"autorange": "reversed"}, height=120 + 22 * len(labels))
-        return fig
+        fig.update_layout(title=title(f"Top neurons at layer {self.layer}, token {self.position} "
+                                      f"{clip(self.token, 30)!r} by {self.by}"),
+                          xaxis_title=self.by, yaxis={"autorange": "reversed"})
+        return sized(fig, 20 * len(labels), min_plot_px=120)
 
 
 def top_neurons(lm: LM, prompt: str | Run, layer: int, position: int = -1, k: int = 10,

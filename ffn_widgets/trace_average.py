@@ -77,26 +77,29 @@ class TraceAverage:
         from plotly.subplots import make_subplots
         import plotly.graph_objects as go
 
+        from .figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
         from .tracing import _COLOURS, _TITLES
 
-        fig = make_subplots(rows=1, cols=len(self.kinds), shared_yaxes=True, horizontal_spacing=0.05,
+        fig = make_subplots(rows=1, cols=len(self.kinds), shared_yaxes=True, horizontal_spacing=BAR_GAP,
                             subplot_titles=[_TITLES[k] for k in self.kinds])
         for i, kind in enumerate(self.kinds, start=1):
             z = self.indirect[kind].T.numpy()
             fig.add_trace(go.Heatmap(z=z, y=list(GROUPS), x=list(range(z.shape[1])), colorscale=_COLOURS[kind],
-                                     colorbar=dict(x=i / len(self.kinds) - 0.02, len=0.8, thickness=10),
                                      hovertemplate="layer %{x}, %{y}<br>AIE = %{z:.4f}<extra></extra>"),
                           row=1, col=i)
-            fig.update_xaxes(title_text="layer", row=1, col=i)
+        fig.update_xaxes(title_text="layer", **integer_ticks(z.shape[1]))
         fig.update_yaxes(autorange="reversed")
-        fig.update_layout(title=f"Average indirect effect over {self.n_facts} facts<br><sup>clean p = "
-                                f"{self.p_clean:.3f}, corrupted p = {self.p_corrupted:.3f}, total effect = "
-                                f"{self.total_effect:.3f}</sup>", height=360, width=380 * len(self.kinds))
-        return fig
+        colorbars_beside(fig)
+        fig.update_layout(title=title(f"Average indirect effect over {self.n_facts} facts",
+                                      f"clean p = {self.p_clean:.3f}, corrupted p = {self.p_corrupted:.3f}, "
+                                      f"total effect = {self.total_effect:.3f}"))
+        return sized(fig, 1.25 * ROW_PX * len(GROUPS), lines=2, panel_titles=True)
 
     def line_figure(self, group: str = "last subject token"):
         """Average indirect effect per layer at one token group, one line per kind."""
         import plotly.graph_objects as go
+
+        from .figure_layout import integer_ticks, sized, title
 
         if group not in GROUPS:
             raise InputError(f"group must be one of {', '.join(GROUPS)}, got {group!r}.")
@@ -104,9 +107,10 @@ class TraceAverage:
         colours = {"hidden": "#6a3d9a", "mlp": "#1b9e77", "attn": "#d62728"}
         fig = go.Figure([go.Scatter(y=self.indirect[k][:, g].numpy(), name=k, line_color=colours[k])
                          for k in self.kinds])
-        fig.update_layout(title=f"Average indirect effect at the {group} ({self.n_facts} facts)",
-                          xaxis_title="layer", yaxis_title="AIE")
-        return fig
+        fig.update_layout(title=title(f"Average indirect effect at the {group} ({self.n_facts} facts)"),
+                          xaxis={"title": "layer", **integer_ticks(self.indirect[self.kinds[0]].shape[0])},
+                          yaxis_title="AIE")
+        return sized(fig, 300)
 
 
 def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None = None, window: int = 10,

@@ -226,17 +226,21 @@ class TraceResult:
     def figure(self):
         import plotly.graph_objects as go
 
+        from .figure_layout import ROW_PX, integer_ticks, sized, title
+
         fig = go.Figure(self.heatmap())
-        fig.update_layout(title=f"{self.title()}<br><sup>{self.caption()}</sup>", xaxis_title="layer",
-                          yaxis_autorange="reversed", height=120 + 24 * len(self.tokens))
-        return fig
+        fig.update_layout(title=title(self.title(), self.caption()), yaxis_autorange="reversed",
+                          xaxis={"title": "layer", **integer_ticks(self.scores.shape[0])})
+        return sized(fig, ROW_PX * len(self.tokens), lines=2)
 
     def title(self) -> str:
         what = "window of %d" % self.window if self.kind != "hidden" else "single layer"
         return f"Restoring the {self.kind} state ({what}): p({self.target!r})"
 
     def caption(self) -> str:
-        how = (f"corrupted prompt {self.corrupted_prompt!r}" if self.corrupted_prompt else
+        from .figure_layout import clip
+
+        how = (f"corrupted prompt {clip(self.corrupted_prompt)!r}" if self.corrupted_prompt else
                f"{len(self.p_corrupted_samples)} noise samples, σ = {self.sigma:.3g}")
         return f"clean p = {self.p_clean:.4f}, corrupted p = {self.p_corrupted:.4f} ({how})"
 
@@ -247,19 +251,19 @@ class TraceSet(dict):
     def figure(self):
         from plotly.subplots import make_subplots
 
+        from .figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
+
         parts = list(self.values())
         fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[_TITLES[p.kind] for p in parts],
-                            shared_yaxes=True, horizontal_spacing=0.04)
+                            shared_yaxes=True, horizontal_spacing=BAR_GAP)
         for i, part in enumerate(parts, start=1):
-            trace = part.heatmap()
-            trace.update(colorbar=dict(x=i / len(parts) - 0.02, len=0.8, thickness=10))
-            fig.add_trace(trace, row=1, col=i)
-            fig.update_xaxes(title_text="layer", row=1, col=i)
-        fig.update_yaxes(autorange="reversed")
+            fig.add_trace(part.heatmap(), row=1, col=i)
         first = parts[0]
-        fig.update_layout(title=f"Causal trace of p({first.target!r})<br><sup>{first.caption()}</sup>",
-                          height=140 + 24 * len(first.tokens), width=360 * len(parts))
-        return fig
+        fig.update_xaxes(title_text="layer", **integer_ticks(first.scores.shape[0]))
+        fig.update_yaxes(autorange="reversed")
+        colorbars_beside(fig)
+        fig.update_layout(title=title(f"Causal trace of p({first.target!r})", first.caption()))
+        return sized(fig, ROW_PX * len(first.tokens), lines=2, panel_titles=True)
 
     def to_frame(self):
         import pandas as pd

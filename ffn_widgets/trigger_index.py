@@ -191,17 +191,19 @@ class TriggerIndex:
         """Plotly bar chart of the neuron's activation histogram (log count), optionally marking a value."""
         import plotly.graph_objects as go
 
+        from .figure_layout import log_ticks, sized, title
+
         counts, _ = self.histogram(layer, neuron)
         labels = bin_labels()
         fig = go.Figure(go.Bar(x=labels, y=np.where(counts > 0, counts, np.nan), marker_color="#4c78a8",
                                hovertemplate="%{x}: %{y} activations<extra></extra>"))
-        fig.update_yaxes(type="log", title="count")
+        fig.update_yaxes(type="log", title="count", **log_ticks(counts.max(), 200))
         fig.update_xaxes(title="activation (signed log bins)", tickangle=-45, nticks=17)
         if mark is not None:
             fig.add_vline(x=bin_of(mark), line_color="#e45756", annotation_text=f"{mark:.3g}")
-        fig.update_layout(title=f"L{layer} N{neuron}: activations over {self.tokens_mined:,} tokens ({self.dtype})",
-                          height=320, margin=dict(l=50, r=20, t=50, b=80))
-        return fig
+        fig.update_layout(title=title(f"L{layer} N{neuron}: activations over {self.tokens_mined:,} tokens "
+                                      f"({self.dtype})"))
+        return sized(fig, 200, bottom=100)
 
     def __repr__(self):
         state = "complete" if self.complete else "partial"

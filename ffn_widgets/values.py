@@ -30,11 +30,12 @@ class ValueTokens:
         tokens = [repr(t) for t, _ in self.top] + [repr(t) for t, _ in self.bottom]
         logits = [v for _, v in self.top] + [v for _, v in self.bottom]
         colours = ["#2a7ab8"] * len(self.top) + ["#c0392b"] * len(self.bottom)
+        from .figure_layout import sized, title
+
         fig = go.Figure(go.Bar(x=logits, y=tokens, orientation="h", marker_color=colours))
-        fig.update_layout(title=f"Value vector of L{self.layer}.N{self.neuron} in vocabulary space",
-                          xaxis_title="logit per unit activation", yaxis={"autorange": "reversed"},
-                          height=120 + 22 * len(tokens))
-        return fig
+        fig.update_layout(title=title(f"Value vector of L{self.layer}.N{self.neuron} in vocabulary space"),
+                          xaxis_title="logit per unit activation", yaxis={"autorange": "reversed"})
+        return sized(fig, 20 * len(tokens), min_plot_px=120)
 
     def to_frame(self):
         import pandas as pd
