@@ -160,6 +160,25 @@ def test_prompt_target_and_neuron_gestures(tiny_lm):
     assert len(unpack(ex.neuron["acts"])) == len(tiny_lm.encode("Another prompt entirely"))
 
 
+def test_a_new_prompt_moves_the_selection_to_its_last_token(tiny_lm):
+    ex = fw.Explorer(tiny_lm, PROMPT, k=3)
+    assert ex.dispatch({"type": "set_prompt", "prompt": "Hello world"})
+    assert ex.cell == {}  # nothing was selected: nothing is
+    ex.cell = {"layer": 1, "token": 0}
+    assert ex.dispatch({"type": "set_prompt", "prompt": PROMPT})
+    last = len(tiny_lm.encode(PROMPT)) - 1
+    assert ex.cell == {"layer": 1, "token": last}  # where the next-token prediction is read
+    ranking = ex.top_neurons()
+    assert ranking.neurons == fw.top_neurons(tiny_lm, PROMPT, 1, last, k=3, by=ex.rank_by).neurons
+    ex.cell = {"layer": 0, "token": 2}
+    assert ex.dispatch({"type": "set_target", "target": " Rome"})
+    assert ex.cell == {"layer": 0, "token": 2}  # same tokens: the selection stays
+    assert not ex.dispatch({"type": "set_prompt", "prompt": "   "})
+    assert ex.cell == {"layer": 0, "token": 2}  # a failed prompt changes nothing
+    assert ex.dispatch({"type": "set_prompt", "prompt": "Hello world"})
+    assert ex.cell == {"layer": 0, "token": len(tiny_lm.encode("Hello world")) - 1}
+
+
 def test_explorer_slot_and_exports(tiny_lm):
     ex = fw.Explorer(tiny_lm, PROMPT, k=3)
     lens = fw.LogitLens(tiny_lm, PROMPT, target=" Paris", stage="mid", value="rank")

@@ -1,6 +1,7 @@
 """Views of one prompt: ``ActivationHeatmap``, ``LogitLens`` and the state they share with the explorer.
 
-Editing the prompt (``widget.prompt = ...`` or the prompt box) reruns the model; changing the target
+Editing the prompt (``widget.prompt = ...`` or the prompt box) reruns the model, and a selected cell moves to
+the new prompt's last token (where the next-token prediction is read); changing the target
 recomputes contributions and the lens from the cached run. All data for hovering and clicking is sent
 with the run (see :mod:`.payload`), so those gestures stay in the browser.
 
@@ -88,9 +89,11 @@ class PromptView(ViewWidget):
             step("Logit lens and contributions")
             c = compute(self.lm, run, self.target or None, self.k, lens=self._with_lens, top=self._with_top)
             self.computed = c
-            if self.cell and (self.cell.get("token", 0) >= run.n_tokens):
-                self.cell = {}
-            self.data = run_payload(self.lm, c)
+            with self.hold_sync():  # the browser gets the moved selection together with the new tokens
+                if self.cell and rerun:
+                    # a new prompt: the selection follows its last token, where the next token is read
+                    self.cell = {"layer": self.cell.get("layer", self.lm.n_layers - 1), "token": run.n_tokens - 1}
+                self.data = run_payload(self.lm, c)
             if self.neuron:
                 self._send_neuron(self.neuron["layer"], self.neuron["neuron"])
             if self._with_top:
@@ -146,6 +149,7 @@ class PromptView(ViewWidget):
         """The activation heatmap as a plotly figure (tokens × layers, coloured by the statistic)."""
         import plotly.graph_objects as go
 
+        from ..figure_layout import clip, integer_ticks, sized, title as figure_title
         from ..neurons import layer_contributions
 
         stat = stat or self.stat
@@ -161,10 +165,11 @@ class PromptView(ViewWidget):
             z, title, scale = run.activations.abs().amax(-1), "max |activation| in the layer", "Blues"
         x = [f"{i}:{t}" for i, t in enumerate(run.tokens)]
         fig = go.Figure(go.Heatmap(z=z.detach().numpy(), x=x, y=list(range(self.lm.n_layers)), colorscale=scale,
-                                   zmid=0 if stat == "contrib" else None, colorbar={"title": title}))
-        fig.update_layout(title=f"{title}: {run.prompt!r}", xaxis_title="token", yaxis_title="layer",
-                          height=max(300, 16 * self.lm.n_layers + 120))
-        return fig
+                                   zmid=0 if stat == "contrib" else None,
+                                   colorbar={"title": {"text": title, "side": "right"}}))
+        fig.update_layout(title=figure_title(f"{title}: {clip(run.prompt)!r}"), xaxis_title="token",
+                          yaxis={"title": "layer", **integer_ticks(self.lm.n_layers)})
+        return sized(fig, 16 * self.lm.n_layers)
 
 
 class ActivationHeatmap(PromptView):

@@ -36,9 +36,13 @@ export function clear(el: HTMLElement): void {
   while (el.firstChild) el.removeChild(el.firstChild);
 }
 
-/** How a model token looks on screen: spaces and newlines made visible, never interpreted as markup. */
+const VISIBLE: Record<string, string> = { "\r\n": "⏎", "\n": "⏎", "\r": "⏎", "\t": "⇥" };
+
+/** How a model token looks on screen, the one helper every view uses for tokens: every whitespace
+ * character made visible (space ␣, newline ⏎, tab ⇥; other spaces such as U+00A0 as ␣), an empty
+ * token as ∅. The result is plain text: insert it with textContent or fillText, never as markup. */
 export function showToken(token: string): string {
-  return token.replace(/\n/g, "⏎").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣") || "∅";
+  return token.replace(/\r\n|\s/g, (w) => VISIBLE[w] ?? "␣") || "∅";
 }
 
 /** Run `fn` at most once per animation frame with the newest arguments (hover throttling). */

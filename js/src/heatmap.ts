@@ -20,6 +20,7 @@ export interface HeatmapOptions {
   flipRows?: boolean;
   cellHeight?: number;
   minCellWidth?: number;
+  /** Widest cell; by default cells share out the whole width, so the map fills its box. */
   maxCellWidth?: number;
   tooltip?: (row: number, col: number) => string[];
   onClick?: (row: number, col: number) => void;
@@ -145,13 +146,15 @@ export class Heatmap {
         this.opts.onHover?.(cell[0], cell[1]);
       }
       this.tip.style.display = "block";
-      // Position next to the pointer, inside the heatmap box, flipping left near the right edge.
+      // Next to the pointer and inside the visible part of the heatmap box (which scrolls, and so clips):
+      // left of the pointer near the right edge, above it near the bottom, clamped when neither fits.
       const box = this.el.getBoundingClientRect();
-      const tw = this.tip.offsetWidth || 160;
-      let left = clientX - box.left + 14;
-      if (left + tw > box.width) left = Math.max(0, clientX - box.left - tw - 14);
+      const [sx, sy] = [this.el.scrollLeft || 0, this.el.scrollTop || 0];
+      const view = { left: sx, top: sy, width: this.el.clientWidth || box.width, height: this.el.clientHeight || box.height };
+      const [left, top] = placeTooltip(clientX - box.left + sx, clientY - box.top + sy,
+        this.tip.offsetWidth || 160, this.tip.offsetHeight || 60, view);
       this.tip.style.left = `${left}px`;
-      this.tip.style.top = `${clientY - box.top + 14}px`;
+      this.tip.style.top = `${top}px`;
     }
     if (!same) this.draw();
   }
@@ -170,14 +173,22 @@ export class Heatmap {
     const widest = Math.max(10, ...labels.map((s) => ctx.measureText(s).width));
     ctx.font = font;
     const rowLabelW = Math.max(...d.rowLabels.map((s) => ctx.measureText(s).width), 10) + 8;
-    const x0 = rowLabelW + (d.rowTitle ? 16 : 0);
-    const avail = Math.max(200, (this.el.clientWidth || 800) - x0 - 8);
-    const cw = Math.max(this.opts.minCellWidth ?? 14, Math.min(this.opts.maxCellWidth ?? 64, avail / Math.max(1, d.cols)));
+    const x0 = Math.ceil(rowLabelW + (d.rowTitle ? 16 : 0));
     const ch = this.opts.cellHeight ?? 14;
-    // numeric column labels (layers) that do not fit are thinned to every 2nd, 5th, 10th...; tokens rotate
+    // Cells share out the box's width (in 1/8 px steps, so the canvas never overflows it by rounding).
+    // Numeric column labels (layers) that do not fit are thinned to every 2nd, 5th, 10th...; tokens rotate,
+    // and a rotated last label needs room on the right.
     const numeric = labels.length > 0 && labels.every((s) => /^-?\d+$/.test(s));
-    const colEvery = numeric ? labelStep((widest + 6) / cw) : 1;
+    const cellWidth = (pad: number) => {
+      const avail = Math.max(200, (this.el.clientWidth || 800) - x0 - pad);
+      const w = Math.min(this.opts.maxCellWidth ?? Infinity, Math.floor((8 * avail) / Math.max(1, d.cols)) / 8);
+      return Math.max(this.opts.minCellWidth ?? 14, w);
+    };
+    let cw = cellWidth(8);
     const rotate = !numeric && widest + 6 > cw;
+    if (rotate) cw = cellWidth(40);
+    const colEvery = numeric ? labelStep((widest + 6) / cw) : 1;
+    const rowEvery = labelStep((t.fontSize - 2 + 1) / ch); // the row labels' font, plus a pixel between
     const labelH = rotate ? Math.min(110, widest * 0.72 + 14) : t.fontSize + 8;
     const width = Math.ceil(x0 + cw * d.cols + (rotate ? 40 : 8));
     const height = Math.ceil(4 + ch * d.rows + labelH + (d.colTitle ? 16 : 0));
@@ -216,13 +227,11 @@ export class Heatmap {
         }
       }
     }
-    // row labels (every label if they fit, else every n-th)
+    // row labels: every label if they fit, else regularly every 2nd, 5th, 10th... (0, 2, 4, ...)
     ctx.font = font;
     ctx.fillStyle = t.muted;
     ctx.textAlign = "right";
-    const every = Math.max(1, Math.ceil((t.fontSize + 1) / ch));
-    for (let r = 0; r < d.rows; r++) {
-      if (r % every !== 0 && r !== d.rows - 1) continue;
+    for (let r = 0; r < d.rows; r += rowEvery) {
       ctx.fillText(d.rowLabels[r], x0 - 5, g.y0 + (this.displayRow(r) + 0.5) * ch);
     }
     if (d.rowTitle) {
@@ -272,7 +281,21 @@ export class Heatmap {
   }
 }
 
-/** The smallest of 1, 2, 5, 10, 20, 50... that is at least `needed` (columns per label). */
+/** Where a w × h tooltip goes for a pointer at (x, y): 14 px right of and below it, flipped to the left /
+ * above when that would leave `view`, and clamped into `view` when neither side has room. */
+export function placeTooltip(x: number, y: number, w: number, h: number,
+  view: { left: number; top: number; width: number; height: number }): [number, number] {
+  const gap = 14;
+  const side = (p: number, size: number, lo: number, extent: number) => {
+    const hi = lo + extent;
+    if (p + gap + size <= hi) return p + gap;
+    if (p - gap - size >= lo) return p - gap - size;
+    return Math.max(lo, Math.min(hi - size, p + gap)); // clamped: taller/wider than both sides
+  };
+  return [side(x, w, view.left, view.width), side(y, h, view.top, view.height)];
+}
+
+/** The smallest of 1, 2, 5, 10, 20, 50... that is at least `needed` (cells per label). */
 function labelStep(needed: number): number {
   for (let base = 1; ; base *= 10) for (const m of [1, 2, 5]) if (m * base >= needed) return m * base;
 }

@@ -175,6 +175,33 @@ describe("explorer view", () => {
     expect(calls.length).toBeGreaterThan(before);
   });
 
+  it("a new prompt moves the selection to its last token; a new target keeps it", () => {
+    const { el, model } = mount({ cell: { layer: 2, token: 0 } });
+    const heat = el.querySelector<HTMLCanvasElement>(".fw-activation-panel canvas.fw-heatmap-canvas")!;
+    const title = () => el.querySelector(".fw-neurons-panel .fw-title")!.textContent;
+    expect(title()).toContain("token 0");
+    // same tokens, another target: the selection stays
+    model.set("data", { ...state().data, target: { id: 8, text: " <i>Rome</i>" } });
+    expect(model.get("cell")).toEqual({ layer: 2, token: 0 });
+    // the kernel answers a new prompt with new tokens (its own cell message may come later or not at all)
+    const s = state();
+    const data = { ...(s.data as any), prompt: "a b c", tokens: ["a", " b", " c"] };
+    data.grids = { max_act: packed("float16", [L, 3], Array(3 * L).fill(1)), contrib: packed("float16", [L, 3], Array(3 * L).fill(0)) };
+    delete data.top;
+    delete data.lens;
+    model.set("data", data);
+    expect(model.get("cell")).toEqual({ layer: 2, token: 2 }); // where the next-token prediction is read
+    expect(model.saved).toBeGreaterThan(0); // ...and the kernel hears it
+    expect(title()).toContain("token 2 ␣c");
+    const g = JSON.parse(heat.dataset.geometry!);
+    const outline = calls.filter((k) => (k as any).canvas === heat && k.op === "strokeRect").at(-1)!;
+    expect(Math.floor(((outline.args[0] as number) - g.x0) / g.cw)).toBe(2);
+    // a cleared selection clears the outline too
+    calls.length = 0;
+    model.set("cell", {});
+    expect(calls.some((k) => (k as any).canvas === heat && k.op === "strokeRect")).toBe(false);
+  });
+
   it("cleans up its listeners", () => {
     const { model, cleanup } = mount();
     expect(model.listenerCount("change:data")).toBe(1);

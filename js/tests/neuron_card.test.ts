@@ -38,18 +38,18 @@ describe("neuron card", () => {
     expect(el.querySelector(".fw-title")!.textContent).toBe("Neuron L3.N17");
     const items = el.querySelectorAll(".fw-card-triggers li");
     expect(items.length).toBe(2);
-    expect(items[0].querySelector(".fw-card-trigger")!.textContent).toBe(" the");
+    expect(items[0].querySelector(".fw-card-trigger")!.textContent).toBe("␣the"); // shown like every other token
     expect(items[0].querySelector(".fw-card-next")!.classList.contains("fw-agrees")).toBe(true);
     expect(items[1].textContent).toContain(EVIL); // shown literally...
     expect(items[1].querySelector(".fw-card-next")!.textContent).toBe("→ (end)");
     expect(el.querySelector("img")).toBeNull(); // ...never parsed as markup
     expect(el.querySelector("b")).toBeNull();
-    expect(el.querySelector(".fw-card-promoted")!.textContent).toContain(EVIL);
+    expect(el.querySelector(".fw-card-promoted")!.textContent).toContain(EVIL.replace(/ /g, "␣")); // a token: spaces shown
     expect(el.querySelector(".fw-card-agreement")!.textContent).toContain("1 of 2");
     expect(el.querySelector(".fw-card-info")!.textContent).toContain("536,823 tokens mined in bfloat16");
     const toks = el.querySelectorAll(".fw-card-tok");
     expect(toks.length).toBe(3);
-    expect(toks[2].textContent).toContain(EVIL);
+    expect(toks[2].textContent).toContain(EVIL.replace(/ /g, "␣"));
     // histogram: one bar per non-empty bin plus one mark per prompt token
     const rects = calls.filter((c) => c.op === "fillRect");
     expect(rects.length).toBe(16 + 2);

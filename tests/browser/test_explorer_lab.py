@@ -2,6 +2,7 @@
 lists the kernel's top neurons, a new prompt redraws, errors show in the widget, the slot embeds another
 view, and the dark theme is followed. One server and one notebook session for the whole module."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,11 @@ def shot(page, name):
     page.set_viewport_size(size)
 
 
+def show_token(token):
+    """What js/src/dom.ts showToken draws for a token: every whitespace character visible."""
+    return re.sub(r"\r\n|\s", lambda m: {"\r\n": "⏎", "\n": "⏎", "\r": "⏎", "\t": "⇥"}.get(m.group(), "␣"), token) or "∅"
+
+
 def cell_point(page, layer, token):
     """Page coordinates of a heatmap cell, from the geometry the heatmap publishes on its canvas."""
     page.locator(HEAT).scroll_into_view_if_needed()
@@ -75,6 +81,14 @@ def test_heatmap_is_drawn_and_a_click_lists_the_kernels_top_neurons(lab, page):
     hover_cell(page, layer, token)
     tip = page.wait_for_selector(".fw-activation-panel .fw-tooltip", state="visible")
     assert f"layer {layer} · token {token}" in tip.inner_text()
+    # the map fills its panel, and a tooltip at the bottom-right corner stays inside the visible box
+    box = page.locator(".fw-activation-panel .fw-heatmap").bounding_box()
+    assert page.locator(HEAT).bounding_box()["width"] > box["width"] - 3
+    hover_cell(page, 0, token)
+    page.wait_for_function("() => document.querySelector('.fw-activation-panel .fw-tooltip').textContent.includes('layer 0 ·')")
+    t = tip.bounding_box()
+    assert box["x"] <= t["x"] and t["x"] + t["width"] <= box["x"] + box["width"] + 1, (t, box)
+    assert box["y"] <= t["y"] and t["y"] + t["height"] <= box["y"] + box["height"] + 1, (t, box)
     click_cell(page, layer, token)
     page.wait_for_function(f"() => document.querySelectorAll('{ROWS}').length > 0")
     # hover and click asked the kernel nothing (the clicked cell is synced state, not a custom message)
@@ -89,7 +103,7 @@ def test_heatmap_is_drawn_and_a_click_lists_the_kernels_top_neurons(lab, page):
     page.wait_for_function(f"() => !document.querySelector('{ROWS}').textContent.includes('…')")
     chips = page.eval_on_selector(ROWS, "r => [...r.querySelectorAll('.fw-token')].map(s => s.textContent)")
     expected = lab.kernel_json(f"[t for t, _ in fw.value_tokens(lm, {layer}, {first}, k={len(chips)}).top]")
-    assert chips == [t.replace(" ", "␣", 1) if t.startswith(" ") else t for t in expected]
+    assert chips == [show_token(t) for t in expected]
     shot(page, "explorer-clicked.png")
     # picking a neuron: the kernel hears it and the heatmap switches to that neuron's activations
     page.locator(ROWS).first.click()
@@ -102,6 +116,7 @@ def test_heatmap_is_drawn_and_a_click_lists_the_kernels_top_neurons(lab, page):
 def test_typing_a_prompt_redraws_and_errors_show_in_the_widget(lab, page):
     before = page.evaluate(PIXELS, HEAT)
     prompt = "Mount Fuji is the highest mountain in the country of"
+    lab.execute("ex.cell = {'layer': 18, 'token': 0}")
     box = page.locator('input[aria-label="prompt"]')
     box.fill(prompt)
     box.press("Enter")
@@ -110,6 +125,10 @@ def test_typing_a_prompt_redraws_and_errors_show_in_the_widget(lab, page):
     after = page.evaluate(PIXELS, HEAT)
     assert after["hash"] != before["hash"] and after["colours"] > 20
     assert lab.kernel_json("ex.prompt") == prompt
+    # the selection (layer 18) follows the new prompt's last token, in the kernel and the page
+    assert lab.kernel_json("ex.cell") == {"layer": 18, "token": n - 1}
+    title = ".fw-neurons-panel .fw-panel-head .fw-title"
+    page.wait_for_function(f"() => document.querySelector('{title}').textContent.includes('token {n - 1} ')")
     box.fill("   ")
     box.press("Enter")
     page.wait_for_selector(".fw-error-text", state="visible")

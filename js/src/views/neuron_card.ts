@@ -149,7 +149,7 @@ export function render({ model, el }: RenderProps) {
       h("span", { class: "fw-card-act", text: formatNumber(t.activation) }),
       h("span", { class: "fw-card-text" }, [
         h("span", { class: "fw-card-before", text: t.before }),
-        h("span", { class: "fw-card-trigger", text: t.token }),
+        h("span", { class: "fw-card-trigger", text: showToken(t.token) }),
         " ",
         h("span", { class: `fw-card-next${t.agrees ? " fw-agrees" : ""}`, text: t.next === null ? "→ (end)" : `→ ${showToken(t.next)}` }),
       ]),

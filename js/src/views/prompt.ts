@@ -8,6 +8,7 @@ import { Heatmap } from "../heatmap";
 import { send, sendLatest } from "../messages";
 import { diverging, formatNumber, legend, onThemeChange, readTheme, Scale, sequential } from "../theme";
 import type { Model } from "../types";
+import { layerLabels, maxAbs, robustMax, sameTokens, segmented } from "./prompt_parts";
 
 export interface Parts {
   heatmap: boolean;
@@ -30,25 +31,6 @@ interface Decoded {
 }
 
 const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contrib: "MLP → target logit", neuron: "selected neuron" };
-
-function segmented(options: [string, string][], onPick: (v: string) => void) {
-  const buttons = options.map(([value, label]) =>
-    h("button", { text: label, attrs: { "data-value": value, type: "button" }, on: { click: () => onPick(value) } }),
-  );
-  return {
-    el: h("span", { class: "fw-seg" }, buttons),
-    set(value: string, disabled: string[] = []) {
-      for (const b of buttons) {
-        b.classList.toggle("fw-on", b.dataset.value === value);
-        b.disabled = disabled.includes(b.dataset.value!);
-      }
-    },
-    label(value: string, text: string) {
-      const b = buttons.find((x) => x.dataset.value === value);
-      if (b) setText(b, text);
-    },
-  };
-}
 
 export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () => void {
   const vocab = new Map<number, string>();
@@ -105,8 +87,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   const actMap = new Heatmap({
     flipRows: true,
     cellHeight: 12,
-    minCellWidth: 40,
-    maxCellWidth: 76,
+    minCellWidth: 40, // and no widest: the map fills the panel
     ariaLabel: "activation heatmap",
     tooltip: (r, c) => actTooltip(r, c),
     onClick: (r, c) => pickCell(r, c),
@@ -141,8 +122,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   const lensMap = new Heatmap({
     flipRows: true,
     cellHeight: 17,
-    minCellWidth: 40,
-    maxCellWidth: 76,
+    minCellWidth: 40, // and no widest: the map fills the panel
     ariaLabel: "logit lens",
     tooltip: (r, c) => lensTooltip(r, c),
     onClick: (r, c) => pickCell(r, c),
@@ -304,6 +284,8 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
       table.update([], d.target.text, null);
       table.el.style.display = "none";
       neuronPanel.dataset.empty = "true";
+      actMap.select(null);
+      lensMap.select(null);
       if (!neuronPanel.querySelector(".fw-hint")) neuronPanel.append(h("div", { class: "fw-muted fw-hint", text: "Click a cell of the heatmap (or the lens) to list its top neurons." }));
       return;
     }
@@ -335,6 +317,13 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     const p = d.predictions.find((x) => x.id === d!.target.id);
     setText(targetBar.querySelector(".fw-target-note") as HTMLElement,
       `contributions and the lens score ${showToken(d.target.text)}` + (p ? ` (p = ${formatNumber(p.prob)} after the prompt)` : ""));
+  }
+
+  /** A new prompt (other tokens): a selected cell moves to the last token, where the prediction is read. */
+  function followNewPrompt(before: string[] | undefined) {
+    const cell = model.get("cell") ?? {};
+    if (!d || !before || cell.layer === undefined || sameTokens(before, d.tokens)) return;
+    if (cell.token !== d.T - 1) pickCell(Math.min(cell.layer, d.L - 1), d.T - 1);
   }
 
   function pickCell(layer: number, token: number) {
@@ -372,7 +361,9 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
 
   // ---- wiring ------------------------------------------------------------------------------
   const onData = () => {
+    const before = d?.tokens;
     d = decodeData();
+    followNewPrompt(before);
     drawHeader();
     drawActivations();
     drawNeurons();
@@ -408,27 +399,6 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     lensMap.destroy();
     if (typing) clearTimeout(typing);
   };
-}
-
-/** The colour range: the 98th percentile of |values|, so a few huge outliers (the first token's
- * "attention sink" activations) do not wash out everything else. Hover shows the real values. */
-function robustMax(a: Float32Array): number {
-  const finite = Array.from(a, Math.abs).filter(Number.isFinite).sort((x, y) => x - y);
-  if (!finite.length) return 1;
-  return finite[Math.min(finite.length - 1, Math.floor(0.98 * finite.length))] || maxAbs(a);
-}
-
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const v of a) if (Number.isFinite(v) && Math.abs(v) > m) m = Math.abs(v);
-  return m || 1;
-}
-
-const labelCache = new Map<number, string[]>();
-function layerLabels(n: number): string[] {
-  let l = labelCache.get(n);
-  if (!l) labelCache.set(n, (l = Array.from({ length: n }, (_, i) => String(i))));
-  return l;
 }
 
 export type { Grid };
