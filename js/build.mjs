@@ -8,7 +8,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const outfile = resolve(here, "..", "ffn_widgets", "static", "widget.js");
 mkdirSync(dirname(outfile), { recursive: true });
 await build({
-  entryPoints: [resolve(here, "src", "index.ts")],
+  entryPoints: [resolve(here, "src", "widget.ts")],
   bundle: true,
   format: "esm",
   minify: !process.argv.includes("--dev"),

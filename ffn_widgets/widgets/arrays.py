@@ -2,7 +2,7 @@
 
 ``pack(array, dtype)`` gives ``{"dtype", "shape", "data": memoryview}``; put it anywhere inside a synced
 ``Dict``/``List`` traitlet and ipywidgets sends ``data`` as a binary buffer. The JS side decodes it with
-``decode()`` in ``js/src/arrays.ts``. Data is little-endian and C-ordered. ``float16`` halves the size of
+``decode()`` in ``js/src/core/arrays.ts``. Data is little-endian and C-ordered. ``float16`` halves the size of
 grids that only need three significant digits (the heatmaps); the browser widens it to float32.
 """
 from __future__ import annotations

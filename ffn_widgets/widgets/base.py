@@ -9,7 +9,7 @@ the traitlet ``view`` tells it which view to draw. The platform gives every view
 - gestures: the JS side sends ``{"type": name, ...}``; a method decorated with ``@handles(name)`` (or a
   function given to ``widget.handle(name)``) receives the message dict. When the message carries an
   ``_ack`` id the kernel answers ``{"type": "_ack", "id": ...}`` once it is done, which is how the JS
-  coalescer (``sendLatest`` in ``js/src/messages.ts``) keeps only the newest slider/hover value in flight.
+  coalescer (``sendLatest`` in ``js/src/core/messages.ts``) keeps only the newest slider/hover value in flight.
 
 Example::
 

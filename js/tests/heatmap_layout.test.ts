@@ -2,9 +2,10 @@
 // regularly when they do not, the map filling its panel's width, and hover tooltips kept inside the
 // visible box (flipped above the pointer near the bottom, left of it near the right edge).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Heatmap, placeTooltip } from "../src/heatmap";
-import { render } from "../src/index";
-import { sequential, readTheme } from "../src/theme";
+import { Heatmap } from "../src/components/heatmap";
+import { placeTooltip } from "../src/components/tooltip";
+import { render } from "../src/widget";
+import { sequential, readTheme } from "../src/core/theme";
 import { Call, FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const L = 30; // the default model's layers

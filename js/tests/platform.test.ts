@@ -1,11 +1,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { decode, decodeFloat, halfToFloat } from "../src/arrays";
-import { render, initialize } from "../src/index";
-import { sendLatest, onMessage } from "../src/messages";
+import { decode, decodeFloat, halfToFloat } from "../src/core/arrays";
+import { render, initialize } from "../src/widget";
+import { sendLatest, onMessage } from "../src/core/messages";
 import { views } from "../src/views/index";
-import { diverging, sequential, readTheme, parseColor } from "../src/theme";
-import { Heatmap } from "../src/heatmap";
-import { showToken } from "../src/dom";
+import { diverging, sequential, readTheme, parseColor } from "../src/core/theme";
+import { Heatmap } from "../src/components/heatmap";
+import { showToken } from "../src/core/format";
 import { FakeModel, installRecordingCanvas, packed, toHalf } from "./fakes";
 
 describe("arrays", () => {

@@ -1,8 +1,8 @@
 // Whitespace tokens look the same in every view: one helper (showToken) makes spaces, newlines and tabs
 // visible, so a token that is a single space is never an empty box or an invisible axis label.
 import { beforeEach, describe, expect, it } from "vitest";
-import { showToken } from "../src/dom";
-import { render } from "../src/index";
+import { showToken } from "../src/core/format";
+import { render } from "../src/widget";
 import { Call, FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const SPACES = "   "; // a whole token of three spaces (byte-level BPE vocabularies have them)

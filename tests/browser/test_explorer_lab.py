@@ -47,7 +47,7 @@ def shot(page, name):
 
 
 def show_token(token):
-    """What js/src/dom.ts showToken draws for a token: every whitespace character visible."""
+    """What js/src/core/format.ts showToken draws for a token: every whitespace character visible."""
     return re.sub(r"\r\n|\s", lambda m: {"\r\n": "⏎", "\n": "⏎", "\r": "⏎", "\t": "⇥"}.get(m.group(), "␣"), token) or "∅"
 
 

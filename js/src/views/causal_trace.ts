@@ -1,13 +1,8 @@
 // Causal trace: ROME's three heatmaps (hidden state, MLP, attention), tokens down and layers across,
 // filled in as the kernel finishes rows. Hover reads the arrays in the browser; clicking an MLP cell asks
 // the kernel for that layer's neurons at that token, ranked by contribution to the target.
-import { decodeFloat, decodeInt, Packed } from "../arrays";
-import { neuronTable } from "../components/neuronTable";
-import { h, setText, showToken } from "../dom";
-import { Heatmap } from "../heatmap";
-import { send } from "../messages";
-import { formatNumber, legend, onThemeChange, readTheme, sequential } from "../theme";
-import type { RenderProps } from "../types";
+import { Heatmap, layerLabels, legend, neuronRows, neuronTable } from "../components";
+import { decodeFloat, formatNumber, h, onThemeChange, Packed, readTheme, RenderProps, send, sequential, setText, showToken } from "../core";
 
 const TITLES: Record<string, string> = {
   hidden: "Hidden state (one layer restored)",
@@ -134,7 +129,7 @@ export function render({ model, el }: RenderProps) {
     const scale = sequential(readTheme(el), lo, hi > lo ? hi : lo + 1e-6);
     key.update(scale, `p(${showToken(g.target)})`);
     const rowLabels = g.tokens.map((_, i) => label(i));
-    const colLabels = Array.from({ length: g.n_layers }, (_, l) => String(l));
+    const colLabels = layerLabels(g.n_layers);
     for (const kind of g.kinds) {
       heatmaps.get(kind)!.map.setData({
         rows: g.tokens.length, cols: g.n_layers, values: values[kind], rowLabels, colLabels, scale,
@@ -160,16 +155,10 @@ export function render({ model, el }: RenderProps) {
       return;
     }
     neuronPanel.style.display = "";
-    const ids = decodeInt(r.neurons).data;
-    const act = decodeFloat(r.act).data;
-    const contrib = decodeFloat(r.contrib).data;
+    const rows = neuronRows(r);
     setText(neuronTitle, `Layer ${r.layer} neurons at token ${r.position} ${showToken(r.token)}, by contribution to ${showToken(r.target)}`);
     const sel = model.get("selected") ?? {};
-    table.update(
-      Array.from(ids, (neuron, i) => ({ layer: r.layer, neuron, act: act[i], contrib: contrib[i], valueTop: r.value_top[i] })),
-      r.target,
-      sel.neuron !== undefined ? [sel.neuron_layer, sel.neuron] : null,
-    );
+    table.update(rows, r.target, sel.neuron !== undefined ? [sel.neuron_layer, sel.neuron] : null);
   };
 
   model.on("change:grid", draw);

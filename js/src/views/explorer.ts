@@ -1,8 +1,7 @@
 // The explorer: every prompt view, plus a slot where another widget (neuron card, sliders, causal trace)
 // is drawn. The slot holds widget references ("IPY_MODEL_<id>"); the child's own view is created through
 // the host's widget manager, so it stays a full widget talking to its own kernel object.
-import { h, setText } from "../dom";
-import type { Model, RenderProps } from "../types";
+import { h, Model, RenderProps, setText } from "../core";
 import { renderPrompt } from "./prompt";
 
 export function render({ model, el }: RenderProps) {

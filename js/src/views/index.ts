@@ -1,7 +1,9 @@
-// The registry of views: the Python class sets `view` to one of these names.
-// To add a view: write js/src/views/<name>.ts exporting `render({model, el})` (returning a cleanup
-// function), import it here and add one line to `views`.
-import type { View } from "../types";
+// views/: one file per view, each exporting `render({model, el})` that draws it and returns its cleanup.
+// This file is the registry: the Python class sets `view` to one of the names below. prompt.ts (with
+// prompt_data.ts) is the shared body of the three prompt views: explorer, heatmap (activations.ts), lens.
+// Views are built from components/ and core/; no view reaches into another's insides.
+// To add a view: write views/<name>.ts, import it here and add one line to `views`.
+import type { View } from "../core";
 import { render as activations } from "./activations";
 import { render as causalTrace } from "./causal_trace";
 import { render as explorer } from "./explorer";

@@ -1,4 +1,5 @@
-import type { RenderProps } from "../types";
+// LogitLens: the prompt views with the logit lens only.
+import type { RenderProps } from "../core";
 import { renderPrompt } from "./prompt";
 
 export function render({ model, el }: RenderProps) {

@@ -2,11 +2,10 @@
 // highlighted, the token that actually followed shown after an arrow) and the activation histogram (log
 // count, this prompt's activations marked). Value side: promoted / suppressed tokens. Then whether the two
 // agree, and the neuron on the current prompt. All corpus and model text goes in through textContent.
-import { decodeFloat, decodeInt } from "../arrays";
-import { clear, h, setText, showToken } from "../dom";
-import { send } from "../messages";
-import { css, diverging, formatNumber, onThemeChange, readTheme } from "../theme";
-import type { RenderProps } from "../types";
+import {
+  clear, css, decodeFloat, decodeInt, diverging, formatNumber, h, injectStyle, onThemeChange, readTheme, RenderProps, send,
+  setText, showToken,
+} from "../core";
 
 const CSS = `
 .fw-card-grid { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 10px; }
@@ -29,13 +28,8 @@ const CSS = `
 .fw-card-nav input { width: 64px; font: inherit; }
 `;
 
-function ensureCardStyle(): void {
-  if (document.getElementById("ffn-widgets-card-style")) return;
-  document.head.appendChild(h("style", { attrs: { id: "ffn-widgets-card-style" }, text: CSS }));
-}
-
 export function render({ model, el }: RenderProps) {
-  ensureCardStyle();
+  injectStyle("ffn-widgets-card-style", CSS);
   const title = h("span", { class: "fw-title" });
   const info = h("span", { class: "fw-muted fw-card-info" });
   const layerBox = h("input", { attrs: { type: "number", min: "0", "aria-label": "layer" } });

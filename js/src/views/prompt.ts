@@ -1,82 +1,33 @@
 // The prompt views: prompt box, target selector, activation heatmap + neuron list, logit lens.
 // The explorer shows all of them; ActivationHeatmap and LogitLens show their part. Hover and click read
 // the arrays already in the browser; only editing the prompt/target or picking a neuron talks to the kernel.
-import { decodeFloat, decodeInt, Packed } from "../arrays";
-import { neuronTable, NeuronRow } from "../components/neuronTable";
-import { h, setText, showToken } from "../dom";
-import { Heatmap } from "../heatmap";
-import { send, sendLatest } from "../messages";
-import { diverging, formatNumber, legend, onThemeChange, readTheme, Scale, sequential } from "../theme";
-import type { Model } from "../types";
-import { layerLabels, maxAbs, robustMax, sameTokens, segmented } from "./prompt_parts";
+import { Heatmap, layerLabels, legend, neuronTable, NeuronRow, promptBar, segmented } from "../components";
+import {
+  decodeFloat, diverging, formatNumber, h, maxAbs, Model, onThemeChange, readTheme, robustMax, Scale, send, sendLatest,
+  sequential, setText, showToken,
+} from "../core";
+import { decodeData, Decoded, decodeValues, sameTokens, ValueTops, Vocab } from "./prompt_data";
 
 export interface Parts {
   heatmap: boolean;
   lens: boolean;
 }
 
-type Grid = { data: Float32Array | Int32Array; shape: number[] };
-
-interface Decoded {
-  tokens: string[];
-  L: number;
-  T: number;
-  k: number;
-  target: { id: number; text: string };
-  predictions: { id: number; text: string; prob: number }[];
-  maxAct?: Float32Array;
-  contrib?: Float32Array;
-  top?: Record<string, { ids: Int32Array; act: Float32Array; contrib: Float32Array }>;
-  lens?: Record<string, { prob: Float32Array; rank: Int32Array; top: Int32Array; topProb: Float32Array }>;
-}
-
 const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contrib: "MLP → target logit", neuron: "selected neuron" };
 
 export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () => void {
-  const vocab = new Map<number, string>();
+  const vocab = new Vocab();
   let d: Decoded | null = null;
-  let valueRows = new Map<number, number>(); // layer * d_mlp + neuron -> row in values.top
-  let valueTop: Int32Array | null = null;
-  let valueK = 0;
+  let valueTops: ValueTops = { rows: new Map(), top: null, k: 0 };
+  const tok = (id: number) => vocab.token(id);
 
   // ---- prompt and target ------------------------------------------------------------------
-  const input = h("input", { attrs: { type: "text", "aria-label": "prompt", spellcheck: "false" } }) as HTMLInputElement;
-  let typing: ReturnType<typeof setTimeout> | null = null;
-  const submit = () => {
-    if (typing) clearTimeout(typing);
-    typing = null;
-    if (input.value !== model.get("prompt")) sendLatest(model, "set_prompt", { prompt: input.value });
-  };
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") submit();
+  const bar = promptBar({
+    current: () => model.get("prompt"),
+    onPrompt: (prompt) => sendLatest(model, "set_prompt", { prompt }),
+    onTarget: (target) => send(model, "set_target", { target }),
   });
-  input.addEventListener("input", () => {
-    if (typing) clearTimeout(typing);
-    typing = setTimeout(submit, 700);
-  });
-  const targetSelect = h("select", { attrs: { "aria-label": "target token" } });
-  const targetOther = h("input", { attrs: { type: "text", placeholder: "other target, e.g. ␣Paris → \" Paris\"", "aria-label": "custom target" }, style: { display: "none", width: "12em" } }) as HTMLInputElement;
-  targetSelect.addEventListener("change", () => {
-    if (targetSelect.value === "__other__") {
-      targetOther.style.display = "";
-      targetOther.focus();
-      return;
-    }
-    targetOther.style.display = "none";
-    send(model, "set_target", { target: targetSelect.value === "__auto__" ? "" : targetSelect.value });
-  });
-  targetOther.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && targetOther.value) send(model, "set_target", { target: targetOther.value });
-  });
-  const header = h("div", { class: "fw-prompt" }, [
-    h("span", { class: "fw-muted", text: "Prompt" }), input,
-    h("button", { class: "fw-button", text: "Run", attrs: { type: "button" }, on: { click: submit } }),
-  ]);
-  const targetBar = h("div", { class: "fw-toolbar" }, [
-    h("label", {}, ["Target", targetSelect, targetOther]),
-    h("span", { class: "fw-muted fw-target-note" }),
-  ]);
-  el.append(header, targetBar);
+  el.append(bar.header, bar.targetBar);
 
   // ---- activation heatmap and neuron list ---------------------------------------------------------------
   const statSeg = segmented([["max_act", STAT_LABEL.max_act], ["contrib", STAT_LABEL.contrib], ["neuron", STAT_LABEL.neuron]], (v) => {
@@ -133,57 +84,6 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     lensMap.el,
   ]);
   if (parts.lens) el.append(lensPanel);
-
-  // ---- decoding ------------------------------------------------------------------------------
-  function addVocab(v: { ids: Packed; text: string[] } | undefined) {
-    if (!v) return;
-    const ids = decodeInt(v.ids).data;
-    ids.forEach((id, i) => vocab.set(id, v.text[i]));
-  }
-  const tok = (id: number) => vocab.get(id) ?? `#${id}`;
-
-  function decodeData(): Decoded | null {
-    const raw = model.get("data");
-    if (!raw || !raw.tokens) return null;
-    addVocab(raw.vocab);
-    const out: Decoded = {
-      tokens: raw.tokens, L: raw.n_layers, T: raw.tokens.length, k: 0,
-      target: raw.target, predictions: raw.predictions ?? [],
-    };
-    if (raw.grids) {
-      out.maxAct = decodeFloat(raw.grids.max_act).data;
-      out.contrib = decodeFloat(raw.grids.contrib).data;
-    }
-    if (raw.top) {
-      out.top = {};
-      for (const [by, t] of Object.entries<any>(raw.top)) {
-        const ids = decodeInt(t.ids);
-        out.k = ids.shape[2];
-        out.top[by] = { ids: ids.data, act: decodeFloat(t.act).data, contrib: decodeFloat(t.contrib).data };
-      }
-    }
-    if (raw.lens) {
-      out.lens = {};
-      for (const [stage, g] of Object.entries<any>(raw.lens)) {
-        out.lens[stage] = { prob: decodeFloat(g.prob).data, rank: decodeInt(g.rank).data, top: decodeInt(g.top).data, topProb: decodeFloat(g.top_prob).data };
-      }
-    }
-    return out;
-  }
-
-  function decodeValues() {
-    const raw = model.get("values");
-    valueRows = new Map();
-    valueTop = null;
-    if (!raw || !raw.neurons) return;
-    addVocab(raw.vocab);
-    const pairs = decodeInt(raw.neurons);
-    const top = decodeInt(raw.top);
-    valueTop = top.data;
-    valueK = top.shape[1];
-    const dm = Number(model.get("data")?.d_mlp ?? 1 << 20);
-    for (let i = 0; i < pairs.shape[0]; i++) valueRows.set(pairs.data[2 * i] * dm + pairs.data[2 * i + 1], i);
-  }
 
   // ---- drawing -------------------------------------------------------------------------------
   function neuronGrid(): Float32Array | null {
@@ -265,10 +165,10 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     const base = (layer * d.T + token) * d.k;
     for (let i = 0; i < d.k; i++) {
       const neuron = t.ids[base + i];
-      const vr = valueRows.get(layer * dm + neuron);
+      const vr = valueTops.rows.get(layer * dm + neuron);
       rows.push({
         layer, neuron, act: t.act[base + i], contrib: t.contrib[base + i],
-        valueTop: vr === undefined || !valueTop ? null : Array.from(valueTop.subarray(vr * valueK, (vr + 1) * valueK), tok),
+        valueTop: vr === undefined || !valueTops.top ? null : Array.from(valueTops.top.subarray(vr * valueTops.k, (vr + 1) * valueTops.k), tok),
       });
     }
     return rows;
@@ -301,22 +201,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
 
   function drawHeader() {
     if (!d) return;
-    const prompt = String(model.get("prompt"));
-    if (document.activeElement !== input && input.value !== prompt) input.value = prompt;
-    const opts: HTMLOptionElement[] = [];
-    const auto = !model.get("target");
-    const top = d.predictions[0];
-    opts.push(h("option", { text: `top prediction (${top ? showToken(top.text) : "?"})`, attrs: { value: "__auto__" } }));
-    for (const p of d.predictions) opts.push(h("option", { text: `${showToken(p.text)}  ${(100 * p.prob).toFixed(1)}%`, attrs: { value: p.text } }));
-    if (!auto && !d.predictions.some((p) => p.text === d!.target.text)) {
-      opts.push(h("option", { text: showToken(d.target.text), attrs: { value: d.target.text } }));
-    }
-    opts.push(h("option", { text: "other…", attrs: { value: "__other__" } }));
-    targetSelect.replaceChildren(...opts);
-    targetSelect.value = auto ? "__auto__" : d.target.text;
-    const p = d.predictions.find((x) => x.id === d!.target.id);
-    setText(targetBar.querySelector(".fw-target-note") as HTMLElement,
-      `contributions and the lens score ${showToken(d.target.text)}` + (p ? ` (p = ${formatNumber(p.prob)} after the prompt)` : ""));
+    bar.update(String(model.get("prompt")), d.target, d.predictions, !model.get("target"));
   }
 
   /** A new prompt (other tokens): a selected cell moves to the last token, where the prediction is read. */
@@ -362,15 +247,18 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   // ---- wiring ------------------------------------------------------------------------------
   const onData = () => {
     const before = d?.tokens;
-    d = decodeData();
+    d = decodeData(model.get("data"), vocab);
     followNewPrompt(before);
     drawHeader();
     drawActivations();
     drawNeurons();
     drawLens();
   };
+  const readValues = () => {
+    valueTops = decodeValues(model.get("values"), vocab, () => Number(model.get("data")?.d_mlp ?? 1 << 20));
+  };
   const onValues = () => {
-    decodeValues();
+    readValues();
     drawNeurons();
   };
   const onStat = () => drawActivations();
@@ -386,7 +274,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     ["change:lens_value", onLens], ["change:prompt", onPrompt], ["change:target", onPrompt],
   ];
   for (const [ev, fn] of subs) model.on(ev, fn);
-  decodeValues();
+  readValues();
   onData();
   const stopTheme = onThemeChange(() => {
     drawActivations();
@@ -397,8 +285,6 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     stopTheme();
     actMap.destroy();
     lensMap.destroy();
-    if (typing) clearTimeout(typing);
+    bar.destroy();
   };
 }
-
-export type { Grid };

@@ -1,10 +1,7 @@
 // NeuronSliders: one range input per neuron; the kernel answers each (coalesced) drag with the next-token
 // bars, then the greedy continuation. The root carries data-seq (the drag message the bars answer) and
 // data-latency-ms (input event -> bars redrawn), which the browser test and benchmark read.
-import { decodeFloat, decodeInt } from "../arrays";
-import { clear, h, setText, showToken } from "../dom";
-import { send, sendLatest } from "../messages";
-import type { RenderProps } from "../types";
+import { clear, decodeFloat, decodeInt, h, injectStyle, RenderProps, send, sendLatest, setText, showToken } from "../core";
 
 const CSS = `
 .fw-sliders-rows { display: grid; grid-template-columns: auto minmax(120px, 1fr) 64px auto; gap: 4px 10px; align-items: center; }
@@ -30,11 +27,6 @@ function nextSeq(model: RenderProps["model"]): number {
   return seq;
 }
 
-function ensureSliderStyle(): void {
-  if (document.getElementById("ffn-widgets-sliders-style")) return;
-  document.head.appendChild(h("style", { attrs: { id: "ffn-widgets-sliders-style" }, text: CSS }));
-}
-
 interface Row {
   layer: number;
   neuron: number;
@@ -45,7 +37,7 @@ const width = (p: number) => `${Math.round(1000 * Math.min(1, Math.max(0, p))) /
 const pct = (p: number) => (p >= 0.1 ? `${(100 * p).toFixed(1)}%` : `${(100 * p).toPrecision(2)}%`);
 
 export function render({ model, el }: RenderProps) {
-  ensureSliderStyle();
+  injectStyle("ffn-widgets-sliders-style", CSS);
   const now = () => (typeof performance !== "undefined" ? performance.now() : Date.now());
   let local: number[] = [...(model.get("scales") ?? [])];
   // Sequence numbers are shared by every view of this model and start above what the kernel last answered,

@@ -1,5 +1,5 @@
 // Colours and fonts from the host's CSS variables (JupyterLab --jp-*, VS Code --vscode-*), light or dark,
-// plus the colour scales every view shares and a legend for them.
+// plus the colour scales every view shares and the ranges they span.
 export type RGB = [number, number, number];
 
 export interface Theme {
@@ -161,41 +161,17 @@ export function textOn(bg: RGB): string {
   return luminance(bg) > 0.35 ? "#111" : "#fff";
 }
 
-export function formatNumber(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
-  if (a >= 100) return v.toFixed(0);
-  if (a >= 10) return v.toFixed(1);
-  return v.toFixed(3);
+/** The colour range: the 98th percentile of |values|, so a few huge outliers (the first token's
+ * "attention sink" activations) do not wash out everything else. Hover shows the real values. */
+export function robustMax(a: Float32Array): number {
+  const finite = Array.from(a, Math.abs).filter(Number.isFinite).sort((x, y) => x - y);
+  if (!finite.length) return 1;
+  return finite[Math.min(finite.length - 1, Math.floor(0.98 * finite.length))] || maxAbs(a);
 }
 
-/** A horizontal colour bar with its title and end labels; call `update` when the scale changes. */
-export function legend(): { el: HTMLElement; update(scale: Scale, title: string, fmt?: (v: number) => string): void } {
-  const el = document.createElement("div");
-  el.className = "fw-legend";
-  const title = document.createElement("span");
-  title.className = "fw-legend-title";
-  const lo = document.createElement("span");
-  const bar = document.createElement("canvas");
-  bar.className = "fw-legend-bar";
-  bar.width = 160;
-  bar.height = 10;
-  const hi = document.createElement("span");
-  el.append(title, lo, bar, hi);
-  return {
-    el,
-    update(scale, text, fmt = formatNumber) {
-      title.textContent = text;
-      lo.textContent = fmt(scale.min);
-      hi.textContent = fmt(scale.max);
-      const ctx = bar.getContext?.("2d");
-      if (!ctx) return;
-      for (let x = 0; x < bar.width; x++) {
-        const v = scale.min + ((scale.max - scale.min) * (x + 0.5)) / bar.width;
-        ctx.fillStyle = css(scale.color(v));
-        ctx.fillRect(x, 0, 1, bar.height);
-      }
-    },
-  };
+/** The largest finite |value| (1 when there is none). */
+export function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) if (Number.isFinite(v) && Math.abs(v) > m) m = Math.abs(v);
+  return m || 1;
 }

@@ -1,4 +1,4 @@
-// Building DOM safely: text always goes in through textContent, never innerHTML.
+// Building DOM safely (text always goes in through textContent, never innerHTML), and per-frame throttling.
 type Attrs = {
   class?: string;
   style?: Partial<CSSStyleDeclaration> | string;
@@ -34,15 +34,6 @@ export function setText(el: HTMLElement, text: string): void {
 
 export function clear(el: HTMLElement): void {
   while (el.firstChild) el.removeChild(el.firstChild);
-}
-
-const VISIBLE: Record<string, string> = { "\r\n": "⏎", "\n": "⏎", "\r": "⏎", "\t": "⇥" };
-
-/** How a model token looks on screen, the one helper every view uses for tokens: every whitespace
- * character made visible (space ␣, newline ⏎, tab ⇥; other spaces such as U+00A0 as ␣), an empty
- * token as ∅. The result is plain text: insert it with textContent or fillText, never as markup. */
-export function showToken(token: string): string {
-  return token.replace(/\r\n|\s/g, (w) => VISIBLE[w] ?? "␣") || "∅";
 }
 
 /** Run `fn` at most once per animation frame with the newest arguments (hover throttling). */

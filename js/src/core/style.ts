@@ -63,10 +63,16 @@ const CSS = `
 .fw-prompt input[type=text] { flex: 1; min-width: 200px; font-family: var(--jp-code-font-family, monospace); }
 `;
 
-export function ensureStyle(): void {
-  if (typeof document === "undefined" || document.getElementById("ffn-widgets-style")) return;
+/** Add a stylesheet to the page once: `id` names it, so later calls (other views, re-renders) do nothing. */
+export function injectStyle(id: string, css: string): void {
+  if (typeof document === "undefined" || document.getElementById(id)) return;
   const style = document.createElement("style");
-  style.id = "ffn-widgets-style";
-  style.textContent = CSS;
+  style.id = id;
+  style.textContent = css;
   document.head.appendChild(style);
+}
+
+/** The shared stylesheet; views with rules of their own add them with `injectStyle`. */
+export function ensureStyle(): void {
+  injectStyle("ffn-widgets-style", CSS);
 }

@@ -1,7 +1,6 @@
 // The neuron list: one row per neuron with its activation, its contribution to the target and the top
 // tokens its value vector promotes. Bars make magnitudes comparable at a glance; rows are clickable.
-import { h, showToken } from "../dom";
-import { formatNumber } from "../theme";
+import { decodeFloat, decodeInt, formatNumber, h, Packed, showToken } from "../core";
 
 export interface NeuronRow {
   layer: number;
@@ -9,6 +8,23 @@ export interface NeuronRow {
   act: number;
   contrib: number;
   valueTop: string[] | null; // null while the kernel is still reading value vectors
+}
+
+/** A ranked neuron list as the kernel packs it: ids, activations and contributions as arrays. */
+export interface PackedNeurons {
+  layer: number;
+  neurons: Packed;
+  act: Packed;
+  contrib: Packed;
+  value_top: (string[] | null)[];
+}
+
+/** The rows of a packed neuron list, in the kernel's order. */
+export function neuronRows(r: PackedNeurons): NeuronRow[] {
+  const ids = decodeInt(r.neurons).data;
+  const act = decodeFloat(r.act).data;
+  const contrib = decodeFloat(r.contrib).data;
+  return Array.from(ids, (neuron, i) => ({ layer: r.layer, neuron, act: act[i], contrib: contrib[i], valueTop: r.value_top[i] }));
 }
 
 export function neuronTable(onSelect: (layer: number, neuron: number) => void) {

@@ -1,10 +1,8 @@
-// The single ESM bundle behind every ffn_widgets widget: dispatch on the model's `view` name.
-import { h } from "./dom";
-import { mountFrame } from "./frame";
-import { channel, closeChannel } from "./messages";
-import { ensureStyle } from "./style";
-import type { Model, RenderProps } from "./types";
-import { views } from "./views/index";
+// The entry of the single ESM bundle behind every ffn_widgets widget (anywidget's `initialize` and
+// `render`): draw the frame, then the view the Python class names in its `view` trait (views/index.ts).
+// The layers, imports pointing down only: views/ -> components/ -> core/.
+import { channel, closeChannel, ensureStyle, h, Model, mountFrame, RenderProps } from "./core";
+import { views } from "./views";
 
 export function initialize({ model }: { model: Model }): () => void {
   channel(model); // message handlers (acks, custom messages) once per model, not per rendered view

@@ -1,7 +1,7 @@
 // A reusable canvas heatmap: row/column labels, optional text in cells, hover tooltip, click/keyboard
 // selection, highlighted cell. Hover and click use data already in the browser (no kernel round trip).
-import { h, perFrame, setText, showToken } from "./dom";
-import { css, readTheme, Scale, textOn, Theme } from "./theme";
+import { css, h, perFrame, readTheme, Scale, showToken, textOn, Theme } from "../core";
+import { placeTooltip } from "./tooltip";
 
 export interface HeatmapData {
   rows: number;
@@ -281,20 +281,6 @@ export class Heatmap {
   }
 }
 
-/** Where a w × h tooltip goes for a pointer at (x, y): 14 px right of and below it, flipped to the left /
- * above when that would leave `view`, and clamped into `view` when neither side has room. */
-export function placeTooltip(x: number, y: number, w: number, h: number,
-  view: { left: number; top: number; width: number; height: number }): [number, number] {
-  const gap = 14;
-  const side = (p: number, size: number, lo: number, extent: number) => {
-    const hi = lo + extent;
-    if (p + gap + size <= hi) return p + gap;
-    if (p - gap - size >= lo) return p - gap - size;
-    return Math.max(lo, Math.min(hi - size, p + gap)); // clamped: taller/wider than both sides
-  };
-  return [side(x, w, view.left, view.width), side(y, h, view.top, view.height)];
-}
-
 /** The smallest of 1, 2, 5, 10, 20, 50... that is at least `needed` (cells per label). */
 function labelStep(needed: number): number {
   for (let base = 1; ; base *= 10) for (const m of [1, 2, 5]) if (m * base >= needed) return m * base;
@@ -307,4 +293,10 @@ function clip(ctx: CanvasRenderingContext2D, s: string, width: number): string {
   return out + "…";
 }
 
-export { setText };
+const labelCache = new Map<number, string[]>();
+/** Axis labels "0", "1", ... "n-1" (layers), one shared array per n. */
+export function layerLabels(n: number): string[] {
+  let l = labelCache.get(n);
+  if (!l) labelCache.set(n, (l = Array.from({ length: n }, (_, i) => String(i))));
+  return l;
+}
