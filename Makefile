@@ -6,7 +6,7 @@ ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup lab test js browser bench clean
+.PHONY: setup lab test newest-transformers js browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,16 @@ lab: setup
 test: setup browser
 	cd js && npm test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# The tiny-model tests against the newest transformers on PyPI, even past pyproject's upper bound, so a coming
+# break shows here before users meet it (they get the bounded version, so this reports and does not fail).
+NEWEST := build/newest-transformers
+newest-transformers: setup
+	@rm -rf $(NEWEST) && $(PIP) install -q --target $(NEWEST) --upgrade transformers
+	@PYTHONPATH=$(NEWEST) $(PY) -c "import transformers as t; print('newest transformers:', t.__version__)"
+	@PYTHONPATH=$(NEWEST) HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_compat.py \
+		tests/test_core.py tests/test_sliders.py -m "not real_model" \
+		&& echo "newest transformers: PASS" || echo "newest transformers: FAIL (users keep the bounded version)"
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -169,11 +169,19 @@ def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = 
 
 
 class _Replay(torch.nn.Module):
-    """Stands in for a skipped block: returns a cached hidden state instead of computing."""
+    """Stands in for a skipped block: returns a cached hidden state instead of computing. Other attributes
+    are the block's own (some models' forwards read e.g. a block's ``attention_type``)."""
 
-    def __init__(self, hidden: torch.Tensor, as_tuple: int):
+    def __init__(self, hidden: torch.Tensor, as_tuple: int, block: torch.nn.Module):
         super().__init__()
         self.hidden, self.as_tuple = hidden, as_tuple
+        object.__setattr__(self, "_block", block)  # not registered as a submodule
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["_block"], name)
 
     def forward(self, *args, **kwargs):
         if self.as_tuple:
@@ -193,7 +201,7 @@ def start_at(lm, layer: int, hidden: torch.Tensor):
     originals = [blocks[i] for i in range(layer)]
     try:
         for i in range(layer):
-            blocks[i] = _Replay(hidden, lm.block_output_arity)
+            blocks[i] = _Replay(hidden, lm.block_output_arity, originals[i])
         yield
     finally:
         for i, block in enumerate(originals):
