@@ -28,7 +28,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 import ffn_widgets as fw  # noqa: E402
 from ffn_widgets.widgets import payload as P  # noqa: E402
-from ffn_widgets.widgets.arrays import nbytes  # noqa: E402
+from ffn_widgets.widgets.serialize import nbytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["The Eiffel Tower, a landmark in France, is located in the city of",  # 16 tokens each

@@ -3,7 +3,7 @@ default model, batched engine vs the straightforward loop, with the same scores.
 
 - ``loop``: for each layer, its 20 scaled copies of the prompt as one batch; full forward and backward
   (last-position logits only), the layer's last-position activations replaced by α·m̂.
-- ``batched``: :func:`ffn_widgets.knowledge.attribution`: single-token steps on the clean prompt's
+- ``batched``: :func:`ffn_widgets.analysis.knowledge.attribution`: single-token steps on the clean prompt's
   key/value cache (scaling the last position leaves earlier positions unchanged), (layer, α) rows of
   several layers in one batch started from the cached block input, one backward per batch.
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a chec
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
-from ffn_widgets.knowledge import attribution, riemann_alphas  # noqa: E402
+from ffn_widgets.analysis.knowledge import attribution, riemann_alphas  # noqa: E402
 from ffn_widgets.model import Edit, hooked  # noqa: E402
 
 PROMPT = "The Eiffel Tower is located in the city of"

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.corpus import Corpus
-from ffn_widgets.triggers import _Miner, model_fingerprint
+from ffn_widgets.memories.corpus import Corpus
+from ffn_widgets.memories.mining import _Miner, model_fingerprint
 
 
 def rss_mb() -> float:

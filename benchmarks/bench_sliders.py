@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a chec
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
-from ffn_widgets.sliders import SliderEngine  # noqa: E402
+from ffn_widgets.analysis.scaling import SliderEngine  # noqa: E402
 
 PROMPT = "In the heart of France, the Eiffel Tower stands tall in the city of"  # 16 tokens
 

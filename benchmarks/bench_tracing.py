@@ -17,8 +17,9 @@ import time
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.trace_engine import KINDS, TraceEngine, reference_trace
-from ffn_widgets.tracing import TraceStream, prepare_trace
+from ffn_widgets.tracing.engine import KINDS, TraceEngine, reference_trace
+from ffn_widgets.tracing.results import TraceStream
+from ffn_widgets.tracing.setup import prepare_trace
 
 # (prompt, subject): the subject first (every token needs tracing: the engine's worst case) and the
 # subject last (tokens before it need no compute), both facts the default model knows.

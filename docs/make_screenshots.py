@@ -22,7 +22,7 @@ from tests.browser.lab import Lab  # noqa: E402
 PROMPT = "The Eiffel Tower is located in the city of"
 CELLS = [
     f"""import ffn_widgets as fw
-from ffn_widgets.corpus import Corpus
+from ffn_widgets.memories.corpus import Corpus
 lm = fw.load_model()
 prompt = {PROMPT!r}""",
     # a slice spread over the whole corpus, so the triggers come from many articles

@@ -15,25 +15,27 @@ from .model import DEFAULT_MODEL, Edit, InputError, LM, ModelNotFoundError, Run,
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first attribute access (keeps `import ffn_widgets` light)
-_LAZY = {
-    "logit_lens": "lens", "LensResult": "lens",
-    "value_tokens": "values", "ValueTokens": "values",
-    "load_facts": "facts",
-    "top_neurons": "neurons", "NeuronRanking": "neurons", "contributions": "neurons",
-    "Explorer": "widgets.explorer", "ActivationHeatmap": "widgets.prompt_views", "LogitLens": "widgets.prompt_views",
-    "NeuronList": "widgets.neuron_list",
-    "load_corpus": "corpus", "Corpus": "corpus",
-    "mine_triggers": "triggers", "TriggerIndex": "trigger_index", "Trigger": "trigger_index",
-    "load_triggers": "trigger_index",
-    "geva_stats": "geva", "GevaStats": "geva", "token_dependence": "geva",
-    "neuron_card": "cards", "NeuronCardData": "cards", "NeuronCard": "widgets.neuron_card",
-    "SliderEngine": "sliders", "Prediction": "sliders",
-    "knowledge_neurons": "knowledge", "KnowledgeNeurons": "knowledge", "knowledge_experiment": "knowledge",
-    "KnowledgeExperiment": "knowledge", "NeuronSliders": "widgets.sliders",
-    "causal_trace": "tracing", "patch_trace": "tracing", "TraceResult": "tracing", "TraceSet": "tracing",
-    "TraceStream": "tracing", "trace_many": "trace_average", "TraceAverage": "trace_average",
-    "CausalTrace": "widgets.causal_trace",
-}
+_LAZY = {name: module for module, names in {
+    "analysis.lens": ["logit_lens", "LensResult"],
+    "analysis.values": ["value_tokens", "ValueTokens"],
+    "analysis.neurons": ["top_neurons", "NeuronRanking", "contributions"],
+    "analysis.neuron_card": ["neuron_card", "NeuronCardData"],
+    "analysis.geva_stats": ["geva_stats", "GevaStats", "token_dependence", "value_top_tokens"],
+    "analysis.scaling": ["SliderEngine", "Prediction"],
+    "analysis.knowledge": ["knowledge_neurons", "KnowledgeNeurons", "knowledge_experiment", "KnowledgeExperiment"],
+    "tracing.results": ["causal_trace", "patch_trace", "TraceResult", "TraceSet", "TraceStream"],
+    "tracing.average": ["trace_many", "TraceAverage"],
+    "memories.corpus": ["load_corpus", "Corpus"],
+    "memories.mining": ["mine_triggers"],
+    "memories.index": ["TriggerIndex", "Trigger", "load_triggers", "cached_triggers"],
+    "facts": ["load_facts", "fact_target"],
+    "widgets.explorer": ["Explorer"],
+    "widgets.prompt_views": ["ActivationHeatmap", "LogitLens"],
+    "widgets.neuron_list": ["NeuronList"],
+    "widgets.neuron_card": ["NeuronCard"],
+    "widgets.sliders": ["NeuronSliders"],
+    "widgets.causal_trace": ["CausalTrace"],
+}.items() for name in names}
 
 
 def __getattr__(name):

@@ -31,8 +31,8 @@ def _mine_arguments(p: argparse.ArgumentParser) -> None:
 def _mine(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from . import load_model
-    from .corpus import load_corpus
-    from .triggers import mine_triggers
+    from .memories.corpus import load_corpus
+    from .memories.mining import mine_triggers
 
     lm = load_model(args.model)
     corpus = load_corpus(args.corpus, max_sentences=args.max_sentences)

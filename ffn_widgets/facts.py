@@ -19,3 +19,8 @@ def load_facts(relation: str | None = None) -> list[dict]:
 def target(obj: str) -> str:
     """The continuation text for an object: ``"Paris"`` -> ``" Paris"``."""
     return obj if obj.startswith(" ") else " " + obj
+
+
+def fact_target(fact: dict, key: str = "target_true") -> str:
+    """A fact's object as the continuation of its prompt (``" Paris"``), ready for ``target=`` arguments."""
+    return target(fact[key])

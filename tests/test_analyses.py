@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.neurons import contributions, layer_contributions
+from ffn_widgets.analysis.neurons import contributions, layer_contributions
 
 PROMPT = "The Eiffel Tower is located in the city of"
 

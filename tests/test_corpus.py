@@ -4,7 +4,7 @@ import re
 import pytest
 
 import ffn_widgets as fw
-from ffn_widgets.corpus import load_corpus, split_sentences
+from ffn_widgets.memories.corpus import load_corpus, split_sentences
 
 
 def test_default_wikipedia_is_clean_real_prose():

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.corpus import load_corpus
-from ffn_widgets.geva import geva_stats, value_top_tokens
-from ffn_widgets.triggers import mine_triggers
+from ffn_widgets.memories.corpus import load_corpus
+from ffn_widgets.analysis.geva_stats import geva_stats, value_top_tokens
+from ffn_widgets.memories.mining import mine_triggers
 
 
 @pytest.fixture(scope="module")

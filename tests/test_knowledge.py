@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.knowledge import attribution, knowledge_experiment, knowledge_neurons, riemann_alphas
+from ffn_widgets.analysis.knowledge import attribution, knowledge_experiment, knowledge_neurons, riemann_alphas
 
 PROMPT = "The Eiffel Tower is located in the city of"
 
@@ -170,8 +170,45 @@ def test_drop_shared_leaves_out_neurons_common_to_many_facts(tiny_lm):
         knowledge_experiment(tiny_lm, facts, drop_shared=1.5)
 
 
+def test_remeasure_reuses_attributions_and_equals_a_fresh_run(tiny_lm, monkeypatch):
+    """``remeasure(drop_shared=…)`` / ``positions="all"`` on an existing run gives what a run from scratch with
+    those settings gives, without computing any attribution again."""
+    import ffn_widgets.analysis.knowledge as knowledge
+
+    facts = [{"prompt": PROMPT, "target_true": "Paris",
+              "paraphrases": ["The Eiffel Tower can be found in the city of"]},
+             {"prompt": "The Colosseum is located in the city of", "target_true": "Rome"},
+             {"prompt": "The capital of Japan is", "target_true": "Tokyo"}]
+    settings = dict(steps=3, threshold=0.1, seed=5)
+    base = knowledge_experiment(tiny_lm, facts, **settings)
+    scratch = knowledge_experiment(tiny_lm, facts, drop_shared=0.4, **settings)
+    scratch_all = knowledge_experiment(tiny_lm, facts, drop_shared=0.4, positions="all", **settings)
+
+    def no_attribution(*args, **kwargs):
+        raise AssertionError("remeasure computed an attribution again")
+
+    monkeypatch.setattr(knowledge, "attribution", no_attribution)
+    reused = base.remeasure(tiny_lm, drop_shared=0.4)
+    reused_all = base.remeasure(tiny_lm, drop_shared=0.4, positions="all")
+    assert scratch.dropped and reused.dropped == scratch.dropped  # something was dropped: the variant differs
+    assert [r["neurons"] for r in reused.rows] != [r["neurons"] for r in base.rows]
+    for got_run, want_run in ((reused, scratch), (reused_all, scratch_all)):
+        assert got_run.positions == want_run.positions
+        for got, want in zip(got_run.rows, want_run.rows, strict=True):
+            assert got["neurons"] == want["neurons"] and got["n_neurons"] == want["n_neurons"]
+            for key, value in want.items():
+                if key.startswith(("p_", "change_")):
+                    assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    assert reused_all.rows[0]["p_suppress"] != pytest.approx(reused.rows[0]["p_suppress"], rel=1e-6)
+    assert base.remeasure(tiny_lm).rows == base.rows  # nothing dropped: the original run again
+    with pytest.raises(fw.InputError, match="drop_shared"):
+        base.remeasure(tiny_lm, drop_shared=2.0)
+    with pytest.raises(fw.InputError, match="attributions"):
+        knowledge.KnowledgeExperiment(base.rows, "last").remeasure(tiny_lm)
+
+
 def test_random_baseline_uses_the_same_layers(tiny_lm):
-    from ffn_widgets.knowledge import _random_same_layers
+    from ffn_widgets.analysis.knowledge import _random_same_layers
 
     chosen = [(0, 3), (0, 9), (1, 5)]
     random = _random_same_layers(tiny_lm, chosen, torch.Generator().manual_seed(0))

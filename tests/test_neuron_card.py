@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.cards import neuron_card
-from ffn_widgets.trigger_index import bin_of
-from ffn_widgets.triggers import mine_triggers
-from ffn_widgets.widgets.arrays import unpack
+from ffn_widgets.analysis.neuron_card import neuron_card
+from ffn_widgets.memories.index import bin_of
+from ffn_widgets.memories.mining import mine_triggers
+from ffn_widgets.widgets.serialize import unpack
 from ffn_widgets.widgets.neuron_card import NeuronCard
 
 EVIL = "Markup like <img src=x onerror=alert(1)> must stay text."

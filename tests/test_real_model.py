@@ -41,7 +41,7 @@ def test_lens_last_layer_equals_forward(default_lm, dev_facts):
 
 def test_continuation_stops_at_the_end_of_turn(default_lm):
     """The greedy continuation equals plain greedy decoding (no cache) and ends where the model ends its turn."""
-    from ffn_widgets.sliders import SliderEngine
+    from ffn_widgets.analysis.scaling import SliderEngine
 
     lm, prompt = default_lm, "The Eiffel Tower is located in the city of"
     ids, plain = lm.encode(prompt)[None], []

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.sliders import SliderEngine, as_neuron_list
+from ffn_widgets.analysis.scaling import SliderEngine, as_neuron_list
 
 PROMPT = "The Eiffel Tower is located in the city of"
 
@@ -153,7 +153,7 @@ def test_middle_layer_tick_on_the_real_model(default_lm):
 # ---- the widget ---------------------------------------------------------------------------------
 
 def probs_of(payload):
-    from ffn_widgets.widgets.arrays import unpack
+    from ffn_widgets.widgets.serialize import unpack
 
     return unpack(payload["probs"]).tolist(), unpack(payload["ids"]).tolist()
 
@@ -244,7 +244,7 @@ def test_neurons_picked_in_the_explorer_get_sliders(tiny_lm):
 
 
 def test_sliders_from_a_knowledge_neuron_result(tiny_lm):
-    from ffn_widgets.knowledge import KnowledgeNeurons
+    from ffn_widgets.analysis.knowledge import KnowledgeNeurons
     from ffn_widgets.widgets.sliders import NeuronSliders
 
     paris = tiny_lm.target_ids(" Paris")[0]

@@ -7,9 +7,10 @@ import torch
 
 import ffn_widgets as fw
 from ffn_widgets.model import InputError
-from ffn_widgets.trace_average import GROUPS, average, token_groups
-from ffn_widgets.trace_engine import KINDS, TraceEngine, reference_cell, reference_trace, window_layers
-from ffn_widgets.tracing import TraceStream, find_subject, prepare_patch, prepare_trace
+from ffn_widgets.tracing.average import GROUPS, average, token_groups
+from ffn_widgets.tracing.engine import KINDS, TraceEngine, reference_cell, reference_trace, window_layers
+from ffn_widgets.tracing.results import TraceStream
+from ffn_widgets.tracing.setup import find_subject, prepare_patch, prepare_trace
 
 from conftest import _perturb_norms, tiny_config
 
@@ -89,7 +90,7 @@ def test_forwards_that_merge_start_layers_equal_the_reference_loop(deep_factory)
 
 
 def test_plan_forwards_covers_each_restoration_once_within_the_memory_bound():
-    from ffn_widgets.trace_engine import plan_forwards
+    from ffn_widgets.tracing.engine import plan_forwards
 
     restos = [("hidden", l, l + 1) for l in range(29)] + [("mlp", l, max(0, l - 5)) for l in range(30)]
     for samples, positions, max_rows in [(10, 1, 4096), (10, 12, 4096), (10, 12, 100), (3, 40, 1)]:
@@ -282,7 +283,7 @@ def test_real_model_cells_match_reference_and_show_the_late_site(default_lm):
 def test_widget_streams_on_the_event_loop_and_matches_the_analysis(deep_factory):
     import asyncio
 
-    from ffn_widgets.widgets.arrays import unpack
+    from ffn_widgets.widgets.serialize import unpack
 
     lm = deep_factory("llama")
     seen = []
@@ -304,8 +305,8 @@ def test_widget_streams_on_the_event_loop_and_matches_the_analysis(deep_factory)
 
 
 def test_widget_mlp_click_lists_neurons_by_contribution(deep_factory):
-    from ffn_widgets.neurons import contributions
-    from ffn_widgets.widgets.arrays import unpack
+    from ffn_widgets.analysis.neurons import contributions
+    from ffn_widgets.widgets.serialize import unpack
 
     lm = deep_factory("llama")
     widget = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, noise=NOISE, window=3, check_target=False)
@@ -330,7 +331,7 @@ def test_widget_mlp_click_lists_neurons_by_contribution(deep_factory):
 
 
 def test_embedding_sigma_is_remembered_until_the_weight_changes(tiny_lm):
-    from ffn_widgets.tracing import embedding_sigma
+    from ffn_widgets.tracing.setup import embedding_sigma
 
     weight = tiny_lm.model.get_submodule(tiny_lm.arch.embed).weight
     first = embedding_sigma(tiny_lm)

@@ -11,9 +11,9 @@ import torch
 from conftest import hook_ids
 
 import ffn_widgets as fw
-from ffn_widgets.corpus import load_corpus
-from ffn_widgets.trigger_index import N_BINS, N_MAG, TriggerIndex, bin_of, histogram_edges
-from ffn_widgets.triggers import mine_triggers
+from ffn_widgets.memories.corpus import load_corpus
+from ffn_widgets.memories.index import N_BINS, N_MAG, TriggerIndex, bin_of, histogram_edges
+from ffn_widgets.memories.mining import mine_triggers
 
 K = 6
 
@@ -138,6 +138,19 @@ def test_cached_by_key_and_safe_format(tiny_lm, corpus, tmp_path, monkeypatch):
     manifest = json.loads((first.path / "manifest.json").read_text())
     assert manifest["corpus"]["digest"] == corpus.head(6).digest and manifest["k"] == 3
     assert not list(tmp_path.rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_cached_triggers_opens_only_finished_indexes(tiny_lm, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("FFN_WIDGETS_CACHE", str(tmp_path))
+    assert fw.cached_triggers(tiny_lm, corpus.head(6), k=3) is None
+    partial = mine_triggers(tiny_lm, corpus.head(6), k=3, progress=False, max_batches=1)
+    assert not partial.complete
+    assert fw.cached_triggers(tiny_lm, corpus.head(6), k=3) is None
+    done = mine_triggers(tiny_lm, corpus.head(6), k=3, progress=False)
+    assert fw.cached_triggers(tiny_lm, corpus.head(6), k=3).path == done.path
+    assert fw.cached_triggers(tiny_lm, corpus.head(5), k=3) is None
+    bf16 = mine_triggers(tiny_lm, corpus.head(5), k=3, dtype="bfloat16", progress=False)
+    assert fw.cached_triggers(tiny_lm, corpus.head(5), k=3).path == bf16.path
 
 
 def test_bfloat16_mining_records_dtype_and_leaves_model(tiny_lm, corpus, tmp_path):

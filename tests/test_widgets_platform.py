@@ -12,7 +12,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 import ffn_widgets as fw
 from ffn_widgets.widgets import ViewWidget, handles, pack, unpack
-from ffn_widgets.widgets.arrays import nbytes
+from ffn_widgets.widgets.serialize import nbytes
 
 
 @pytest.mark.parametrize("dtype,values", [

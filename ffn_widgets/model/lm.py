@@ -21,6 +21,7 @@ from transformers.pytorch_utils import Conv1D
 from . import kv
 from .architectures import Architecture, architecture_for
 from .hooks import SITES, Edit, collect, hooked
+from .identity import WeightsVersion, fingerprint
 
 
 class InputError(ValueError):
@@ -69,7 +70,31 @@ class LM:
         self.d_model = self._weight(self.arch.down, 0).shape[0]
         self.n_ctx = _context_length(model.config)
         self._token_text: dict[int, str] = {}
+        self._weights = WeightsVersion(model)
+        self._memo: dict = {}
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
+
+    # ---- weights identity ----------------------------------------------------------------
+    @property
+    def weights_version(self) -> int:
+        """Changes whenever any parameter changes: an edit, a write through ``.data``, ``load_state_dict``,
+        ``.to(dtype)``. Cheap (no weights read); every cache that depends on weights keys on it."""
+        return self._weights.read()
+
+    def memo(self, key, compute):
+        """``compute()``, remembered under ``key`` until the weights change (the one cache of every concept
+        that depends on weights: value projections, the embedding noise scale, the fingerprint...)."""
+        version = self.weights_version
+        if self._memo.get("__version__") != version:
+            self._memo = {"__version__": version}
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the weights' content, the same in every process: keys caches on disk."""
+        return self.memo("fingerprint", lambda: fingerprint(self.model))
 
     # ---- modules and weights -------------------------------------------------------------
     @property
@@ -152,6 +177,12 @@ class LM:
             raise InputError(f"neuron must be an integer in 0..{self.d_mlp - 1}, got {neuron!r}.")
         return neuron
 
+    def check_unit(self, unit) -> tuple[int, int]:
+        """A ``(layer, neuron)`` pair, checked (messages say what is allowed)."""
+        if not (isinstance(unit, tuple) and len(unit) == 2):
+            raise InputError(f"Neurons are (layer, neuron) pairs, got {unit!r}.")
+        return self.check_layer(unit[0]), self.check_neuron(unit[1])
+
     # ---- tokens --------------------------------------------------------------------------
     def encode(self, prompt: str) -> torch.Tensor:
         """Token ids ``[pos]`` of a prompt, with the model's own special tokens; checks emptiness and length."""
@@ -171,6 +202,17 @@ class LM:
             eos = getattr(source, "eos_token_id", None)
             ids.update(eos if isinstance(eos, (list, tuple, set)) else [] if eos is None else [eos])
         return frozenset(int(i) for i in ids)
+
+    def resolve_target(self, target: str | int | None, logits: torch.Tensor | None = None) -> tuple[int, str]:
+        """The target token as ``(id, text)``: a given text (its first token) or id, or with ``None``/``""``
+        the model's own top prediction from ``logits`` ``[vocab]``."""
+        if target is None or (isinstance(target, str) and not target):
+            if logits is None:
+                raise InputError("Give a target, e.g. ' Paris' (with its leading space).")
+            tid = int(logits.argmax())
+        else:
+            tid = self.target_ids(target)[0]
+        return tid, self.token_strings([tid])[0]
 
     def token_strings(self, ids: Iterable[int]) -> list[str]:
         """Each token as the text it stands for (not the tokenizer's internal symbols)."""
@@ -234,9 +276,7 @@ class LM:
         if isinstance(spec, Mapping):
             by_layer: dict[tuple[int, float], list[int]] = {}
             for key, scale in spec.items():
-                if not (isinstance(key, tuple) and len(key) == 2):
-                    raise InputError(f"Keys are (layer, neuron) pairs, got {key!r}.")
-                layer, neuron = self.check_layer(key[0]), self.check_neuron(key[1])
+                layer, neuron = self.check_unit(key)
                 by_layer.setdefault((layer, float(scale)), []).append(neuron)
             for (layer, scale), neurons in by_layer.items():
                 yield Edit("neurons", layer, "scale", scale, index=neurons, positions=positions)

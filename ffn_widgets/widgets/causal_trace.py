@@ -22,9 +22,10 @@ from collections.abc import Callable
 import traitlets
 
 from ..model import LM, InputError
-from ..neurons import top_neurons
-from ..tracing import TraceSet, TraceStream, prepare_patch, prepare_trace
-from .arrays import pack
+from ..analysis.neurons import top_neurons
+from ..tracing.results import TraceSet, TraceStream
+from ..tracing.setup import prepare_patch, prepare_trace
+from .serialize import pack
 from .base import ViewWidget, describe, handles
 
 

@@ -5,17 +5,17 @@ tokens, whether the two agree, and what it does on the current prompt.
     fw.NeuronCard(lm, 20, 1234, index=index, prompt="The Eiffel Tower is located in the city of")
     fw.NeuronCard.follow(explorer, index)     # a card opens in the explorer's slot on every neuron click
 
-The science lives in :func:`ffn_widgets.cards.neuron_card`; this class only serialises it. Corpus and
+The science lives in :func:`ffn_widgets.analysis.neuron_card.neuron_card`; this class only serialises it. Corpus and
 model text travel as JSON strings and are inserted in the browser with ``textContent``.
 """
 from __future__ import annotations
 
 import traitlets
 
-from ..cards import NeuronCardData, neuron_card
+from ..analysis.neuron_card import NeuronCardData, neuron_card
 from ..model import LM, InputError
-from ..trigger_index import TriggerIndex, bin_labels
-from .arrays import pack
+from ..memories.index import TriggerIndex, bin_labels
+from .serialize import pack
 from .base import ViewWidget, handles
 
 

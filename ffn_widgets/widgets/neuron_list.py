@@ -10,8 +10,8 @@ from collections.abc import Callable
 import traitlets
 
 from ..model import LM, InputError
-from ..neurons import NeuronRanking, top_neurons
-from .arrays import pack
+from ..analysis.neurons import NeuronRanking, top_neurons
+from .serialize import pack
 from .base import ViewWidget, handles
 
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..lens import LensResult, logit_lens
+from ..analysis.lens import LensResult, logit_lens
 from ..model import LM, InputError, Run
-from ..neurons import contributions, layer_contributions
-from ..values import value_logits
-from .arrays import pack
+from ..analysis.neurons import contributions, layer_contributions
+from ..analysis.values import value_logits
+from .serialize import pack
 
 
 @dataclass

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import traitlets
 
 from ..model import LM, InputError
-from ..neurons import NeuronRanking, top_neurons
-from .arrays import pack
+from ..analysis.neurons import NeuronRanking, top_neurons
+from .serialize import pack
 from .base import ViewWidget, handles
 from .payload import Computed, compute, run_payload, value_payload
 
@@ -150,7 +150,7 @@ class PromptView(ViewWidget):
         import plotly.graph_objects as go
 
         from ..figure_layout import clip, integer_ticks, sized, title as figure_title
-        from ..neurons import layer_contributions
+        from ..analysis.neurons import layer_contributions
 
         stat = stat or self.stat
         run, c = self.computed.run, self.computed

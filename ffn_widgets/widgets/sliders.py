@@ -21,9 +21,9 @@ import time
 import traitlets
 
 from ..model import LM, InputError
-from ..sliders import Prediction, SliderEngine, as_neuron_list
-from ..values import value_tokens
-from .arrays import pack
+from ..analysis.scaling import Prediction, SliderEngine, as_neuron_list
+from ..analysis.values import value_tokens
+from .serialize import pack
 from .base import ViewWidget, handles
 
 SCALE_RANGE = (-1.0, 3.0)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import InputError
+from ..model import InputError
 
-FORMAT = "ffn_widgets.triggers"
+FORMAT = "ffn_widgets.memories.mining"
 VERSION = 1
 SUB_BINS, MIN_EXP, MAX_EXP = 4, -8, 8
 N_MAG = (MAX_EXP - MIN_EXP) * SUB_BINS  # magnitude bins per sign
@@ -191,7 +191,7 @@ class TriggerIndex:
         """Plotly bar chart of the neuron's activation histogram (log count), optionally marking a value."""
         import plotly.graph_objects as go
 
-        from .figure_layout import log_ticks, sized, title
+        from ..figure_layout import log_ticks, sized, title
 
         counts, _ = self.histogram(layer, neuron)
         labels = bin_labels()
@@ -229,3 +229,19 @@ def bin_labels() -> list[str]:
 def load_triggers(path) -> TriggerIndex:
     """Open a trigger index folder written by :func:`ffn_widgets.mine_triggers` or the ``mine`` command."""
     return TriggerIndex.load(path)
+
+
+def cached_triggers(lm, corpus=None, k: int = 25, max_tokens: int = 128, batch_tokens: int = 2048
+                    ) -> TriggerIndex | None:
+    """The finished index :func:`ffn_widgets.mine_triggers` (or ``python -m ffn_widgets mine``) left in the user
+    cache for ``lm`` over ``corpus`` in the model's dtype, float32 or bfloat16; None if there is none. Opening
+    never mines, so a notebook can use a full index when one exists and mine a slice otherwise."""
+    from .corpus import Corpus, load_corpus
+    from .mining import default_index_path
+
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    for dtype in dict.fromkeys((str(lm.dtype).replace("torch.", ""), "float32", "bfloat16")):
+        path = default_index_path(lm, corpus, k=k, dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens)
+        if (path / "manifest.json").exists():
+            return TriggerIndex.load(path)
+    return None

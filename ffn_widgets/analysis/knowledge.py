@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import LM, Edit, InputError, hooked, kv, start_at
+from ..model import LM, Edit, InputError, hooked, kv, start_at
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 
@@ -75,7 +75,7 @@ class KnowledgeNeurons:
         """Layers × neurons, sparse: the main prompt's candidates (grey) and the kept neurons (colour)."""
         import plotly.graph_objects as go
 
-        from .figure_layout import clip, integer_ticks, sized, title
+        from ..figure_layout import clip, integer_ticks, sized, title
 
         cand = self.candidates(0)
         s = self.scores[0]
@@ -197,11 +197,29 @@ def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Seque
 class KnowledgeExperiment:
     """Per fact: knowledge neurons found, and p(correct) with them suppressed (×0) or amplified (×2),
     next to the same number of random neurons from the same layers. Probabilities are means over the
-    fact's prompts (prompt and paraphrases); relative changes are ``(p' − p) / p``."""
+    fact's prompts (prompt and paraphrases); relative changes are ``(p' − p) / p``. ``found`` keeps each
+    fact's :class:`KnowledgeNeurons` (its attributions), so :meth:`remeasure` need not compute them again."""
 
     rows: list[dict]
     positions: str
     dropped: list[tuple[int, int]] = field(default_factory=list)  # shared by too many facts (``drop_shared``)
+    facts: list[dict] = field(default_factory=list, repr=False)
+    found: list[KnowledgeNeurons] = field(default_factory=list, repr=False)  # per fact: attributions, neurons
+    seed: int = 0
+
+    def remeasure(self, lm: LM, drop_shared: float | None = None, positions: str | None = None,
+                  seed: int | None = None) -> "KnowledgeExperiment":
+        """The same facts and knowledge neurons measured again, e.g. ``drop_shared=0.2`` or ``positions="all"``:
+        the attributions (the costly part, seconds per fact) are reused, only the ×0 / ×2 passes rerun.
+        ``positions`` and ``seed`` default to this experiment's; ``drop_shared=None`` drops nothing."""
+        if not self.found:
+            raise InputError("This experiment holds no attributions to reuse: run fw.knowledge_experiment again.")
+        if tuple(self.found[0].scores.shape[1:]) != (lm.n_layers, lm.d_mlp):
+            raise InputError(f"The attributions are [layer, neuron] {tuple(self.found[0].scores.shape[1:])}, but "
+                             f"this model has {(lm.n_layers, lm.d_mlp)}: remeasure on the model they came from.")
+        positions = self.positions if positions is None else positions
+        _check_measurement(positions, drop_shared)
+        return _measure(lm, self.facts, self.found, positions, self.seed if seed is None else seed, drop_shared)
 
     def to_frame(self):
         import pandas as pd
@@ -225,7 +243,7 @@ class KnowledgeExperiment:
     def figure(self):
         import plotly.graph_objects as go
 
-        from .figure_layout import sized, title
+        from ..figure_layout import sized, title
 
         s = self.summary()
         fig = go.Figure([
@@ -253,15 +271,13 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
     ``drop_shared``: leave out neurons found for more than this fraction of the facts (and for more than
     one fact), e.g. ``0.2``: neurons every prompt needs, whatever the fact (in GPT-style models a few
     layer-0 neurons), so that what is measured is what is specific to each fact. See ``.dropped``.
+    To compare both, ``experiment.remeasure(lm, drop_shared=0.2)`` reuses this run's attributions.
     """
-    from .facts import target as with_space
+    from ..facts import target as with_space
 
-    if positions not in ("last", "all"):
-        raise InputError(f"positions must be 'last' or 'all', got {positions!r}.")
+    _check_measurement(positions, drop_shared)
     if not facts:
         raise InputError("facts is empty: pass a list of facts such as fw.load_facts().")
-    if drop_shared is not None and not 0 < drop_shared < 1:
-        raise InputError(f"drop_shared is a fraction of the facts in (0, 1), got {drop_shared!r}.")
     iterator = facts
     if progress:
         from tqdm.auto import tqdm
@@ -269,16 +285,28 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
         iterator = tqdm(facts, desc="knowledge neurons")
     found = [knowledge_neurons(lm, fact["prompt"], with_space(fact["target_true"]), fact.get("paraphrases", ()),
                                steps, threshold, share) for fact in iterator]
+    return _measure(lm, list(facts), found, positions, seed, drop_shared)
+
+
+def _check_measurement(positions: str, drop_shared: float | None) -> None:
+    if positions not in ("last", "all"):
+        raise InputError(f"positions must be 'last' or 'all', got {positions!r}.")
+    if drop_shared is not None and not 0 < drop_shared < 1:
+        raise InputError(f"drop_shared is a fraction of the facts in (0, 1), got {drop_shared!r}.")
+
+
+def _measure(lm: LM, facts: list[dict], found: list[KnowledgeNeurons], positions: str, seed: int,
+             drop_shared: float | None) -> KnowledgeExperiment:
+    """The ×0 / ×2 measurements for knowledge neurons already found (one batch of five rows per prompt)."""
     dropped = set()
     if drop_shared is not None:
         per_fact = Counter(n for kn in found for n in {(layer, neuron) for layer, neuron, _ in kn})
-        dropped = {n for n, c in per_fact.items() if c > max(1, drop_shared * len(facts))}
+        dropped = {n for n, c in per_fact.items() if c > max(1, drop_shared * len(found))}
     rows = []
     for n, (fact, kn) in enumerate(zip(facts, found)):
-        target = kn.target
         chosen = [(layer, neuron) for layer, neuron, _ in kn if (layer, neuron) not in dropped]
         random = _random_same_layers(lm, chosen, torch.Generator().manual_seed(seed + n))
-        row = {"subject": fact.get("subject", ""), "prompt": fact["prompt"], "target": target,
+        row = {"subject": fact.get("subject", ""), "prompt": fact["prompt"], "target": kn.target,
                "n_neurons": len(chosen), "neurons": chosen}
         probs = {c: [] for c in ("base", *_CONDITIONS)}
         for prompt in kn.prompts:
@@ -290,7 +318,7 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
         for c in _CONDITIONS:
             row[f"change_{c}"] = sum((p - b) / b for p, b in zip(probs[c], probs["base"])) / len(probs["base"])
         rows.append(row)
-    return KnowledgeExperiment(rows, positions, sorted(dropped))
+    return KnowledgeExperiment(rows, positions, sorted(dropped), facts, found, seed)
 
 
 def _random_same_layers(lm: LM, chosen, generator) -> list[tuple[int, int]]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-from .model import LM, InputError
+from ..model import LM, InputError
 from .neurons import contributions
-from .trigger_index import Trigger, TriggerIndex, bin_of
+from ..memories.index import Trigger, TriggerIndex, bin_of
 from .values import ValueTokens, value_tokens
 
 
@@ -64,8 +64,8 @@ class NeuronCardData:
         """Histogram (log count) with the prompt's activations marked, beside the value's token logits."""
         from plotly.subplots import make_subplots
 
-        from .figure_layout import MIN_PLOT_PX, log_ticks, sized, title
-        from .trigger_index import bin_labels
+        from ..figure_layout import MIN_PLOT_PX, log_ticks, sized, title
+        from ..memories.index import bin_labels
 
         tokens = [repr(t) for t, _ in self.value.top] + [repr(t) for t, _ in self.value.bottom]
         fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.06,

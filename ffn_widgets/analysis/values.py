@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import LM
+from ..model import LM
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ValueTokens:
         tokens = [repr(t) for t, _ in self.top] + [repr(t) for t, _ in self.bottom]
         logits = [v for _, v in self.top] + [v for _, v in self.bottom]
         colours = ["#2a7ab8"] * len(self.top) + ["#c0392b"] * len(self.bottom)
-        from .figure_layout import sized, title
+        from ..figure_layout import sized, title
 
         fig = go.Figure(go.Bar(x=logits, y=tokens, orientation="h", marker_color=colours))
         fig.update_layout(title=title(f"Value vector of L{self.layer}.N{self.neuron} in vocabulary space"),

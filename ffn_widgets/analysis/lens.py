@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import LM, Run
+from ..model import LM, Run
 
 
 @dataclass
@@ -51,7 +51,7 @@ class LensResult:
         """Layers × positions heatmap: colour = target probability (or rank), text = top token."""
         import plotly.graph_objects as go
 
-        from .figure_layout import integer_ticks, sized, title as figure_title
+        from ..figure_layout import integer_ticks, sized, title as figure_title
 
         grid = self._grid(stage)
         layers = list(range(grid.top_ids.shape[0]))

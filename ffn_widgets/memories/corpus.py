@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .model import InputError
-from .model.loading import cache_dir
+from ..model import InputError
+from ..model.loading import cache_dir
 
 _WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 _LEE_FILE = "lee_background.cor"

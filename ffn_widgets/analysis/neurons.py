@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import LM, InputError, Run
+from ..model import LM, InputError, Run
 from .values import value_logits
 
 
@@ -69,7 +69,7 @@ class NeuronRanking:
 
         values = self.contributions if self.by == "contribution" else self.activations
         labels = [f"N{n}" for n in self.neurons]
-        from .figure_layout import clip, sized, title
+        from ..figure_layout import clip, sized, title
 
         fig = go.Figure(go.Bar(x=values, y=labels, orientation="h",
                                hovertext=[", ".join(t) for t in self.value_top]))

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .facts import target as with_space
-from .model import LM, InputError
-from .tracing import TraceSet, TraceStream, _check_kinds, _check_window, embedding_sigma, prepare_trace
+from ..facts import target as with_space
+from ..model import LM, InputError
+from .results import COLOURS, TITLES, TraceSet, TraceStream
+from .setup import check_kinds, check_window, embedding_sigma, prepare_trace
 
 GROUPS = ("first subject token", "middle subject tokens", "last subject token", "first subsequent token",
           "further tokens", "last token")
@@ -77,14 +78,13 @@ class TraceAverage:
         from plotly.subplots import make_subplots
         import plotly.graph_objects as go
 
-        from .figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
-        from .tracing import _COLOURS, _TITLES
+        from ..figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
 
         fig = make_subplots(rows=1, cols=len(self.kinds), shared_yaxes=True, horizontal_spacing=BAR_GAP,
-                            subplot_titles=[_TITLES[k] for k in self.kinds])
+                            subplot_titles=[TITLES[k] for k in self.kinds])
         for i, kind in enumerate(self.kinds, start=1):
             z = self.indirect[kind].T.numpy()
-            fig.add_trace(go.Heatmap(z=z, y=list(GROUPS), x=list(range(z.shape[1])), colorscale=_COLOURS[kind],
+            fig.add_trace(go.Heatmap(z=z, y=list(GROUPS), x=list(range(z.shape[1])), colorscale=COLOURS[kind],
                                      hovertemplate="layer %{x}, %{y}<br>AIE = %{z:.4f}<extra></extra>"),
                           row=1, col=i)
         fig.update_xaxes(title_text="layer", **integer_ticks(z.shape[1]))
@@ -99,7 +99,7 @@ class TraceAverage:
         """Average indirect effect per layer at one token group, one line per kind."""
         import plotly.graph_objects as go
 
-        from .figure_layout import integer_ticks, sized, title
+        from ..figure_layout import integer_ticks, sized, title
 
         if group not in GROUPS:
             raise InputError(f"group must be one of {', '.join(GROUPS)}, got {group!r}.")
@@ -118,7 +118,7 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
     """Trace every fact (dicts with ``prompt``, ``subject`` and ``target_true`` or ``target``; no target =
     the model's top prediction) and average the grids in ROME's token groups. Facts whose target the
     model does not predict are skipped and listed in ``.skipped``, as ROME keeps only known facts."""
-    kinds, window = _check_kinds(kind), _check_window(window)
+    kinds, window = check_kinds(kind), check_window(window)
     facts = list(facts)
     if not facts:
         raise InputError("No facts to trace: pass a list of dicts with 'prompt' and 'subject'.")

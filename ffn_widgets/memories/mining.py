@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from .corpus import Corpus, load_corpus
-from .model import Edit, InputError
-from .model.hooks import hooked
-from .model.lm import LM
-from .model.loading import _dtype, cache_dir
-from .trigger_index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
+from ..model import Edit, InputError
+from ..model.hooks import hooked
+from ..model.lm import LM
+from ..model.loading import _dtype, cache_dir
+from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
 
 _PAD = torch.iinfo(torch.int64).min  # empty top-k slot (fewer than k tokens seen)
 _LOW = 2 ** 32  # key = ordered activation * 2^32 + (2^32 - 1 - corpus position)

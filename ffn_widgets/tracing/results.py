@@ -3,7 +3,7 @@
 Corrupt the subject (Gaussian noise on its input embeddings, or another prompt), restore one clean state
 at a layer × token, and watch how much of p(target) comes back. Three kinds of state: the block's output
 (``hidden``), and the MLP or attention outputs of a window of layers centred on the layer (``mlp``,
-``attn``). The grid is computed by :mod:`ffn_widgets.trace_engine`, row by row.
+``attn``). The grid is computed by :mod:`ffn_widgets.tracing.engine`, row by row.
 
     tr = fw.causal_trace(lm, "The Eiffel Tower is located in the city of", "The Eiffel Tower", kind="mlp")
     tr.scores            # [n_layers, n_tokens] p(" Paris") with that state restored
@@ -18,138 +18,18 @@ noise; Gemma's scaled embedding is scaled inside that module, so σ is measured 
 """
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .model import LM, InputError
-from .trace_engine import KINDS, TraceEngine, TraceSetup, base_runs
+from ..model import LM, InputError
+from .engine import TraceEngine, TraceSetup
+from .setup import check_kinds, check_window, prepare_patch, prepare_trace
 
-_COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
-_TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
+COLOURS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
+TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
 
-
-# ---- setting a trace up -------------------------------------------------------------------------
-
-def embedding_sigma(lm: LM) -> float:
-    """Standard deviation of the entries of what the noise is added to: the embedding module's output
-    (remembered per embedding module until its weight changes)."""
-    emb = lm.model.get_submodule(lm.arch.embed)
-    with torch.no_grad():  # a sample of the weight too: in-place edits through .data keep _version
-        version = (emb.weight.data_ptr(), emb.weight._version, emb.weight.dtype,
-                   float(emb.weight[::997].double().sum()))
-    if emb in _SIGMAS and _SIGMAS[emb][0] == version:
-        return _SIGMAS[emb][1]
-    weight = emb.weight.detach().float()
-    probe = torch.arange(min(256, weight.shape[0]), device=emb.weight.device)
-    with torch.no_grad():
-        scale = emb(probe).float().norm() / weight[probe].norm().clamp_min(1e-12)
-    _SIGMAS[emb] = version, float(weight.std() * scale)
-    return _SIGMAS[emb][1]
-
-
-_SIGMAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def find_subject(lm: LM, prompt: str, subject: str) -> tuple[int, int]:
-    """Token range ``[start, stop)`` covering the first occurrence of ``subject`` in ``prompt``."""
-    if not isinstance(subject, str) or not subject.strip():
-        raise InputError("The subject is empty: give the words of the prompt to corrupt, e.g. 'The Eiffel Tower'.")
-    at = prompt.find(subject)
-    if at < 0:
-        hint = ""
-        low = prompt.lower().find(subject.lower())
-        if low >= 0:
-            hint = f" (it does with other capitals: {prompt[low:low + len(subject)]!r})"
-        raise InputError(f"The subject {subject!r} does not occur in the prompt {prompt!r}{hint}; "
-                         "give it exactly as written in the prompt.")
-    stop_char = at + len(subject)
-    spans = _char_spans(lm, prompt)
-    inside = [i for i, (a, b) in enumerate(spans) if a < stop_char and b > at]
-    if not inside:
-        raise InputError(f"The subject {subject!r} covers no token of the prompt.")
-    return inside[0], inside[-1] + 1
-
-
-def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
-    tok = lm.tokenizer
-    if getattr(tok, "is_fast", False):
-        return [tuple(s) for s in tok(prompt, return_offsets_mapping=True)["offset_mapping"]]
-    ids = lm.encode(prompt).tolist()  # slow tokenizers: lengths of decoded prefixes
-    ends = [len(tok.decode(ids[:i + 1])) for i in range(len(ids))]
-    return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
-
-
-def _resolve_target(lm: LM, runs: dict, target, check: bool) -> tuple[int, str]:
-    """The target's id and text, checked against the clean run (``runs`` of :func:`base_runs`)."""
-    probs = torch.softmax(runs["logits"], -1)
-    if target is None:
-        tid = int(probs.argmax())
-        return tid, lm.tokenizer.decode([tid])
-    tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
-    rank = int((probs > probs[tid]).sum())
-    if check and rank >= 10:
-        top = ", ".join(repr(lm.tokenizer.decode([int(i)])) for i in probs.topk(5).indices)
-        raise InputError(f"The model does not predict {target!r} here: it is ranked {rank + 1} with p = "
-                         f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
-                         "recalled; pick a target the model predicts, target=None for its top token, "
-                         "or check_target=False to trace it anyway.")
-    return tid, lm.tokenizer.decode([tid])
-
-
-def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,
-                  seed: int = 0, check_target: bool = True) -> TraceSetup:
-    """A noise corruption of ``subject``: ``samples`` Gaussian draws (fixed ``seed``) of σ = ``noise``."""
-    ids = lm.encode(prompt)
-    start, stop = find_subject(lm, prompt, subject)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise InputError(f"samples must be a positive integer, got {samples!r}.")
-    sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
-    if not sigma >= 0:
-        raise InputError(f"noise is the standard deviation of the noise and must be >= 0, got {noise!r}.")
-    gen = torch.Generator().manual_seed(int(seed))
-    draws = (torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma).to(lm.device, lm.dtype)
-    corrupt_ids, noised = ids[None].repeat(samples, 1), list(range(start, stop))
-    runs = base_runs(lm, ids, corrupt_ids, draws, noised)
-    tid, text = _resolve_target(lm, runs, target, check_target)
-    return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, corrupt_ids, draws, noised, start,
-                      (start, stop), None, sigma, runs=runs)
-
-
-def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
-                  check_target: bool = True) -> TraceSetup:
-    """Activation patching: the corrupted run reads ``corrupted_prompt`` (same token count)."""
-    ids, other = lm.encode(clean_prompt), lm.encode(corrupted_prompt)
-    if len(ids) != len(other):
-        raise InputError(f"Patching restores states position by position, so both prompts need the same number "
-                         f"of tokens: the clean prompt has {len(ids)}, the corrupted one {len(other)} "
-                         f"({lm.token_strings(other)}). Pick a replacement with as many tokens.")
-    differ = (ids != other).nonzero().flatten().tolist()
-    if not differ:
-        raise InputError("The two prompts are the same tokens: there is nothing to patch.")
-    runs = base_runs(lm, ids, other[None])
-    tid, text = _resolve_target(lm, runs, target, check_target)
-    return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
-                      (differ[0], differ[-1] + 1), corrupted_prompt, None, runs=runs)
-
-
-def _check_kinds(kind) -> tuple[str, ...]:
-    kinds = KINDS if kind == "all" else (kind,) if isinstance(kind, str) else tuple(kind)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise InputError(f"kind must be one of {', '.join(KINDS)} or 'all', got {kind!r}.")
-    return kinds
-
-
-def _check_window(window) -> int:
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise InputError(f"window must be a positive number of layers, got {window!r}.")
-    return window
-
-
-# ---- results ------------------------------------------------------------------------------------
 
 @dataclass
 class TraceResult:
@@ -219,14 +99,14 @@ class TraceResult:
         import plotly.graph_objects as go
 
         return go.Heatmap(z=self.scores.T.numpy(), y=_unique(self.labels), x=list(range(self.scores.shape[0])),
-                          colorscale=_COLOURS[self.kind], zmin=min(self.p_corrupted, float(self.scores.min())),
+                          colorscale=COLOURS[self.kind], zmin=min(self.p_corrupted, float(self.scores.min())),
                           customdata=self.spread.T.numpy(),
                           hovertemplate="layer %{x}, %{y}<br>p = %{z:.4f} ± %{customdata:.4f}<extra></extra>")
 
     def figure(self):
         import plotly.graph_objects as go
 
-        from .figure_layout import ROW_PX, integer_ticks, sized, title
+        from ..figure_layout import ROW_PX, integer_ticks, sized, title
 
         fig = go.Figure(self.heatmap())
         fig.update_layout(title=title(self.title(), self.caption()), yaxis_autorange="reversed",
@@ -238,7 +118,7 @@ class TraceResult:
         return f"Restoring the {self.kind} state ({what}): p({self.target!r})"
 
     def caption(self) -> str:
-        from .figure_layout import clip
+        from ..figure_layout import clip
 
         how = (f"corrupted prompt {clip(self.corrupted_prompt)!r}" if self.corrupted_prompt else
                f"{len(self.p_corrupted_samples)} noise samples, σ = {self.sigma:.3g}")
@@ -251,10 +131,10 @@ class TraceSet(dict):
     def figure(self):
         from plotly.subplots import make_subplots
 
-        from .figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
+        from ..figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
 
         parts = list(self.values())
-        fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[_TITLES[p.kind] for p in parts],
+        fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[TITLES[p.kind] for p in parts],
                             shared_yaxes=True, horizontal_spacing=BAR_GAP)
         for i, part in enumerate(parts, start=1):
             fig.add_trace(part.heatmap(), row=1, col=i)
@@ -285,14 +165,14 @@ def _unique(labels: list[str]) -> list[str]:
 # ---- running --------------------------------------------------------------------------------------
 
 class TraceStream:
-    """A trace in progress: iterate to get :class:`~ffn_widgets.trace_engine.TraceRow` s as tokens
+    """A trace in progress: iterate to get :class:`~ffn_widgets.tracing.engine.TraceRow` s as tokens
     finish (a tqdm bar shows progress unless ``progress=False``); :meth:`cancel` stops it; :meth:`result`
     gives what is done so far (unfinished tokens are NaN)."""
 
     def __init__(self, lm: LM, setup: TraceSetup, kind="all", window: int = 10, max_tokens: int = 4096,
                  progress: bool = True):
         self.lm, self.setup = lm, setup
-        self.kinds, self.window = _check_kinds(kind), _check_window(window)
+        self.kinds, self.window = check_kinds(kind), check_window(window)
         self.engine = TraceEngine(lm, setup, self.kinds, self.window, max_tokens)
         L, T = lm.n_layers, len(setup.ids)
         self.probs = {k: torch.full((L, T, setup.samples), float("nan")) for k in self.kinds}
@@ -352,7 +232,7 @@ def causal_trace(lm: LM, prompt: str, subject: str, target=None, kind: str | Seq
     """ROME's causal trace of ``prompt`` with ``subject`` noised. ``kind`` is ``hidden``, ``mlp`` or
     ``attn`` (a :class:`TraceResult`), or ``"all"`` / a list (a :class:`TraceSet`, one shared pass).
     ``target=None`` traces the model's top prediction."""
-    kinds = _check_kinds(kind)
+    kinds = check_kinds(kind)
     setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
     out = TraceStream(lm, setup, kinds, window, progress=progress).run()
     return out[kind] if isinstance(kind, str) and kind != "all" else out
@@ -363,7 +243,7 @@ def patch_trace(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
                 progress: bool = True):
     """Activation patching: run ``corrupted_prompt`` and restore one state of ``clean_prompt`` at a
     layer × token; same grid and kinds as :func:`causal_trace` (one sample, no noise)."""
-    kinds = _check_kinds(kind)
+    kinds = check_kinds(kind)
     setup = prepare_patch(lm, clean_prompt, corrupted_prompt, target, check_target)
     out = TraceStream(lm, setup, kinds, window, progress=progress).run()
     return out[kind] if isinstance(kind, str) and kind != "all" else out

@@ -1,7 +1,7 @@
 """Geva et al. (2021)'s two layer-level statistics, computed from a trigger index and the model.
 
 1. Agreement: per layer, the fraction of memories whose value's top token (``W_U (g ⊙ v_i)``, as in
-   :mod:`ffn_widgets.values`) equals the token that followed the key's top trigger prefix in the corpus —
+   :mod:`ffn_widgets.analysis.values`) equals the token that followed the key's top trigger prefix in the corpus —
    against chance, measured by pairing values with the triggers of randomly permuted neurons (the next
    tokens are far from uniform, so 1/vocab alone flatters the model), and 1/vocab for reference.
 2. Composition: per layer, over corpus positions, how often the top token of the whole MLP output
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import InputError, LM
-from .model.hooks import hooked
-from .model.loading import cache_dir
-from .trigger_index import TriggerIndex
+from ..model import InputError, LM
+from ..model.hooks import hooked
+from ..model.loading import cache_dir
+from ..memories.index import TriggerIndex
 from .values import value_logits
 
 
@@ -53,7 +53,7 @@ class GevaStats:
         """Plotly figure of one statistic: ``"agreement"`` or ``"composition"``."""
         import plotly.graph_objects as go
 
-        from .figure_layout import integer_ticks, sized, title
+        from ..figure_layout import integer_ticks, sized, title
 
         layers = self.layers
         fig = go.Figure()
@@ -155,7 +155,7 @@ def value_top_tokens(lm: LM, layer: int, k: int = 10, chunk: int = 512) -> tuple
 
     Projecting all values through the unembedding costs a vocab x d_model product per neuron, so the result
     is cached per model and layer in the user cache."""
-    from .triggers import model_fingerprint
+    from ..memories.mining import model_fingerprint
 
     lm.check_layer(layer)
     path = cache_dir() / "values" / model_fingerprint(lm) / f"layer{layer:03d}-k{k}.npz"
@@ -192,7 +192,7 @@ class TokenDependence:
     def figure(self):
         import plotly.graph_objects as go
 
-        from .figure_layout import integer_ticks, sized, title
+        from ..figure_layout import integer_ticks, sized, title
 
         fig = go.Figure(go.Scatter(x=self.layers, y=self.ratio, mode="lines+markers"))
         fig.update_layout(title=title("Shallow vs contextual keys",

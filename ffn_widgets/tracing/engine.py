@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from .model import kv
-from .model.hooks import Edit, collect, hooked, start_at
+from ..model import kv
+from ..model.hooks import Edit, collect, hooked, start_at
 
 KINDS = ("hidden", "mlp", "attn")
 CLEAN_SITES = ("resid_pre", "mlp_out", "attn_out")  # the clean run's states a restoration copies

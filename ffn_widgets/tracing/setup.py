@@ -1,0 +1,119 @@
+"""Setting a trace up: find the subject's tokens, draw the noise (σ from the embeddings, remembered until
+the weights change), run the clean and corrupted runs once, and check the target the model predicts."""
+from __future__ import annotations
+
+import torch
+
+from ..model import LM, InputError
+from .engine import KINDS, TraceSetup, base_runs
+
+
+def embedding_sigma(lm: LM) -> float:
+    """Standard deviation of the entries of what the noise is added to: the embedding module's output
+    (remembered until the weights change)."""
+    return lm.memo("embedding_sigma", lambda: _embedding_sigma(lm))
+
+
+def _embedding_sigma(lm: LM) -> float:
+    emb = lm.model.get_submodule(lm.arch.embed)
+    weight = emb.weight.detach().float()
+    probe = torch.arange(min(256, weight.shape[0]), device=emb.weight.device)
+    with torch.no_grad():
+        scale = emb(probe).float().norm() / weight[probe].norm().clamp_min(1e-12)
+    return float(weight.std() * scale)
+
+
+def find_subject(lm: LM, prompt: str, subject: str) -> tuple[int, int]:
+    """Token range ``[start, stop)`` covering the first occurrence of ``subject`` in ``prompt``."""
+    if not isinstance(subject, str) or not subject.strip():
+        raise InputError("The subject is empty: give the words of the prompt to corrupt, e.g. 'The Eiffel Tower'.")
+    at = prompt.find(subject)
+    if at < 0:
+        hint = ""
+        low = prompt.lower().find(subject.lower())
+        if low >= 0:
+            hint = f" (it does with other capitals: {prompt[low:low + len(subject)]!r})"
+        raise InputError(f"The subject {subject!r} does not occur in the prompt {prompt!r}{hint}; "
+                         "give it exactly as written in the prompt.")
+    stop_char = at + len(subject)
+    spans = _char_spans(lm, prompt)
+    inside = [i for i, (a, b) in enumerate(spans) if a < stop_char and b > at]
+    if not inside:
+        raise InputError(f"The subject {subject!r} covers no token of the prompt.")
+    return inside[0], inside[-1] + 1
+
+
+def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
+    tok = lm.tokenizer
+    if getattr(tok, "is_fast", False):
+        return [tuple(s) for s in tok(prompt, return_offsets_mapping=True)["offset_mapping"]]
+    ids = lm.encode(prompt).tolist()  # slow tokenizers: lengths of decoded prefixes
+    ends = [len(tok.decode(ids[:i + 1])) for i in range(len(ids))]
+    return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
+
+
+def checked_target(lm: LM, runs: dict, target, check: bool) -> tuple[int, str]:
+    """The target's id and text, checked against the clean run (``runs`` of :func:`base_runs`)."""
+    probs = torch.softmax(runs["logits"], -1)
+    if target is None:
+        tid = int(probs.argmax())
+        return tid, lm.tokenizer.decode([tid])
+    tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
+    rank = int((probs > probs[tid]).sum())
+    if check and rank >= 10:
+        top = ", ".join(repr(lm.tokenizer.decode([int(i)])) for i in probs.topk(5).indices)
+        raise InputError(f"The model does not predict {target!r} here: it is ranked {rank + 1} with p = "
+                         f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
+                         "recalled; pick a target the model predicts, target=None for its top token, "
+                         "or check_target=False to trace it anyway.")
+    return tid, lm.tokenizer.decode([tid])
+
+
+def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,
+                  seed: int = 0, check_target: bool = True) -> TraceSetup:
+    """A noise corruption of ``subject``: ``samples`` Gaussian draws (fixed ``seed``) of σ = ``noise``."""
+    ids = lm.encode(prompt)
+    start, stop = find_subject(lm, prompt, subject)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise InputError(f"samples must be a positive integer, got {samples!r}.")
+    sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
+    if not sigma >= 0:
+        raise InputError(f"noise is the standard deviation of the noise and must be >= 0, got {noise!r}.")
+    gen = torch.Generator().manual_seed(int(seed))
+    draws = (torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma).to(lm.device, lm.dtype)
+    corrupt_ids, noised = ids[None].repeat(samples, 1), list(range(start, stop))
+    runs = base_runs(lm, ids, corrupt_ids, draws, noised)
+    tid, text = checked_target(lm, runs, target, check_target)
+    return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, corrupt_ids, draws, noised, start,
+                      (start, stop), None, sigma, runs=runs)
+
+
+def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
+                  check_target: bool = True) -> TraceSetup:
+    """Activation patching: the corrupted run reads ``corrupted_prompt`` (same token count)."""
+    ids, other = lm.encode(clean_prompt), lm.encode(corrupted_prompt)
+    if len(ids) != len(other):
+        raise InputError(f"Patching restores states position by position, so both prompts need the same number "
+                         f"of tokens: the clean prompt has {len(ids)}, the corrupted one {len(other)} "
+                         f"({lm.token_strings(other)}). Pick a replacement with as many tokens.")
+    differ = (ids != other).nonzero().flatten().tolist()
+    if not differ:
+        raise InputError("The two prompts are the same tokens: there is nothing to patch.")
+    runs = base_runs(lm, ids, other[None])
+    tid, text = checked_target(lm, runs, target, check_target)
+    return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
+                      (differ[0], differ[-1] + 1), corrupted_prompt, None, runs=runs)
+
+
+def check_kinds(kind) -> tuple[str, ...]:
+    kinds = KINDS if kind == "all" else (kind,) if isinstance(kind, str) else tuple(kind)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise InputError(f"kind must be one of {', '.join(KINDS)} or 'all', got {kind!r}.")
+    return kinds
+
+
+def check_window(window) -> int:
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise InputError(f"window must be a positive number of layers, got {window!r}.")
+    return window
