@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
 from ffn_widgets.analysis.knowledge import attribution, riemann_alphas  # noqa: E402
-from ffn_widgets.model import Edit, hooked  # noqa: E402
+from ffn_widgets.model import Intervention, hooked  # noqa: E402
 
 PROMPT = "The Eiffel Tower is located in the city of"
 TARGET = " Paris"
@@ -48,7 +48,7 @@ def loop_attribution(lm, prompt: str, target: str, steps: int = 20) -> torch.Ten
             x[:, -1] = leaf
             return x
 
-        with torch.enable_grad(), hooked(lm, (), [Edit("neurons", layer, "fn", replace)]):
+        with torch.enable_grad(), hooked(lm, (), [Intervention("neurons", layer, "fn", replace)]):
             logits = lm.forward(ids.expand(steps, -1), last_only=True)[:, -1]
             p = torch.softmax(logits, -1)[:, target_id]
             (grad,) = torch.autograd.grad(p.sum(), leaf)

@@ -10,17 +10,17 @@ Analyses are importable without any widget machinery; widgets are loaded lazily 
 """
 from importlib import import_module
 
-from .model import DEFAULT_MODEL, Edit, InputError, LM, ModelNotFoundError, Run, load_model
+from .model import DEFAULT_MODEL, Edit, Intervention, InputError, LM, ModelNotFoundError, Run, load_model
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first attribute access (keeps `import ffn_widgets` light)
 _LAZY = {name: module for module, names in {
     "analysis.lens": ["logit_lens", "LensResult"],
-    "analysis.values": ["value_tokens", "ValueTokens"],
+    "analysis.values": ["value_tokens", "ValueTokens", "value_top_tokens"],
     "analysis.neurons": ["top_neurons", "NeuronRanking", "contributions"],
     "analysis.neuron_card": ["neuron_card", "NeuronCardData"],
-    "analysis.geva_stats": ["geva_stats", "GevaStats", "token_dependence", "value_top_tokens"],
+    "analysis.geva_stats": ["geva_stats", "GevaStats", "token_dependence"],
     "analysis.scaling": ["SliderEngine", "Prediction"],
     "analysis.knowledge": ["knowledge_neurons", "KnowledgeNeurons", "knowledge_experiment", "KnowledgeExperiment"],
     "tracing.results": ["causal_trace", "patch_trace", "TraceResult", "TraceSet", "TraceStream"],
@@ -48,4 +48,4 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["load_model", "LM", "Run", "Edit", "InputError", "ModelNotFoundError", "DEFAULT_MODEL", *_LAZY]
+__all__ = ["load_model", "LM", "Run", "Intervention", "Edit", "InputError", "ModelNotFoundError", "DEFAULT_MODEL", *_LAZY]

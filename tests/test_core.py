@@ -6,7 +6,7 @@ from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
 import ffn_widgets as fw
-from ffn_widgets.model import Edit, hooked, start_at
+from ffn_widgets.model import Intervention, hooked, start_at
 from conftest import FAMILIES, hook_ids
 
 PROMPT = "The Eiffel Tower is located in the city of"
@@ -94,7 +94,7 @@ def test_neuron_scale_equals_manual_weight_edit(tiny_lm_factory, family):
 
 def test_intervention_positions_and_ops(tiny_lm):
     lm = tiny_lm
-    edits = [Edit("neurons", 0, "set", 2.5, index=[3, 4], positions=[1]), Edit("neurons", 0, "add", 1.0, index=[5])]
+    edits = [Intervention("neurons", 0, "set", 2.5, index=[3, 4], positions=[1]), Intervention("neurons", 0, "add", 1.0, index=[5])]
     with torch.no_grad(), hooked(lm, [("neurons", 0)], edits) as got:
         lm.forward(lm.encode(PROMPT)[None])
     clean = lm.run(PROMPT, capture=("neurons",)).activations[0]

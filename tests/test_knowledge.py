@@ -68,7 +68,7 @@ def test_completeness_of_integrated_gradients(tiny_lm):
     scores = attribution(tiny_lm, PROMPT, target_id, steps=100)
     p_clean = torch.softmax(tiny_lm.logits(PROMPT)[-1], -1)[target_id]
     for layer in range(tiny_lm.n_layers):
-        with tiny_lm.intervene([fw.Edit("neurons", layer, "set", 0.0, positions=[-1])]):
+        with tiny_lm.intervene([fw.Intervention("neurons", layer, "set", 0.0, positions=[-1])]):
             p_zero = torch.softmax(tiny_lm.logits(PROMPT)[-1], -1)[target_id]
         assert float(scores[layer].sum()) == pytest.approx(float(p_clean - p_zero), rel=0.02, abs=1e-6)
 

@@ -13,8 +13,6 @@
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +20,8 @@ import torch
 
 from ..model import InputError, LM
 from ..model.hooks import hooked
-from ..model.loading import cache_dir
 from ..memories.index import TriggerIndex
-from .values import value_logits
+from .values import value_top_tokens
 
 
 @dataclass
@@ -148,32 +145,6 @@ def memory_composition(lm: LM, texts, layers, examples: int, top_memories: int |
     if seen == 0:
         raise InputError("No text to measure the composition statistic on.")
     return (differs / seen).numpy(), seen
-
-
-def value_top_tokens(lm: LM, layer: int, k: int = 10, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Top and bottom ``k`` token ids of every value vector of a layer, ``[neuron, k]`` each (int32).
-
-    Projecting all values through the unembedding costs a vocab x d_model product per neuron, so the result
-    is cached per model and layer in the user cache."""
-    from ..memories.mining import model_fingerprint
-
-    lm.check_layer(layer)
-    path = cache_dir() / "values" / model_fingerprint(lm) / f"layer{layer:03d}-k{k}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as data:
-            return data["top"], data["bottom"]
-    top = np.zeros((lm.d_mlp, k), np.int32)
-    bottom = np.zeros_like(top)
-    for start in range(0, lm.d_mlp, chunk):
-        logits = value_logits(lm, layer, range(start, min(start + chunk, lm.d_mlp)))
-        top[start:start + chunk] = logits.topk(k, dim=-1).indices.numpy()
-        bottom[start:start + chunk] = (-logits).topk(k, dim=-1).indices.numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, top=top, bottom=bottom)
-    os.replace(tmp, path)
-    return top, bottom
 
 
 @dataclass

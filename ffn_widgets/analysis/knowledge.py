@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model import LM, Edit, InputError, hooked, kv, start_at
+from ..model import LM, Intervention, InputError, hooked, kv, start_at
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 
@@ -149,7 +149,7 @@ def _group_gradients(lm, ids, target_id, clean, group, alphas) -> list[torch.Ten
     for j, layer in enumerate(group):
         leaf = (alphas[:, None] * clean["neurons", layer].float()[None]).requires_grad_(True)
         leaves.append(leaf)
-        edits.append(Edit("neurons", layer, "fn", _replace_rows(j * steps, leaf)))
+        edits.append(Intervention("neurons", layer, "fn", _replace_rows(j * steps, leaf)))
     hidden = clean["resid_pre", start].expand(rows, 1, -1)
     with torch.enable_grad(), start_at(lm, start, hidden), hooked(lm, (), edits):
         cache = kv.shared(clean["prefix"], rows=rows)
@@ -187,7 +187,7 @@ def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Seque
     mean = scores.mean(0)
     neurons = sorted(((l, i, float(mean[l, i])) for l, i in kept), key=lambda t: -t[2])
     base = [float(torch.softmax(lm.logits(p)[-1], -1)[target_id]) for p in prompts]
-    return KnowledgeNeurons(prompts, lm.tokenizer.decode([target_id]) if isinstance(target, int) else target,
+    return KnowledgeNeurons(prompts, lm.token_strings([target_id])[0] if isinstance(target, int) else target,
                             target_id, scores, neurons, threshold, share, steps, base)
 
 
@@ -340,7 +340,7 @@ def _probabilities(lm: LM, prompt: str, target_id: int, chosen, random, position
     for row, (neurons, scale) in enumerate([(chosen, 0.0), (chosen, 2.0), (random, 0.0), (random, 2.0)], start=1):
         for layer in sorted({l for l, _ in neurons}):
             index = [i for l, i in neurons if l == layer]
-            edits.append(Edit("neurons", layer, "scale", scale, index=index, positions=pos, rows=[row]))
+            edits.append(Intervention("neurons", layer, "scale", scale, index=index, positions=pos, rows=[row]))
     with torch.no_grad(), hooked(lm, (), edits):
         p = torch.softmax(lm.forward(ids, last_only=True)[:, -1], -1)[:, target_id].tolist()
     return dict(zip(("base", *_CONDITIONS), p))

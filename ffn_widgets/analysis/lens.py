@@ -98,8 +98,8 @@ def logit_lens(lm: LM, prompt: str | Run, target: str | int | None = None, k: in
     target_id = None if target is None else lm.target_ids(target)[0]
     post = _grid(lm, run.resid_post, target_id, k)
     mid = _grid(lm, run.resid_mid, target_id, k)
-    return LensResult(run.tokens, None if target is None else (target if isinstance(target, str)
-                      else lm.tokenizer.decode([target_id])), target_id, post, mid)
+    text = None if target is None else target if isinstance(target, str) else lm.token_strings([target_id])[0]
+    return LensResult(run.tokens, text, target_id, post, mid)
 
 
 def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int, chunk_rows: int = 256) -> LensGrid:
@@ -119,19 +119,7 @@ def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int, chunk_rows
             ranks.append((p > pt[:, None]).sum(-1))
     shape = (n_layers, n_pos)
     top_ids_t = torch.cat(top_ids).reshape(*shape, k)
-    decode = _decoder(lm)
-    top_tokens = [[[decode(int(i)) for i in pos] for pos in layer] for layer in top_ids_t]
+    top_tokens = [[lm.token_strings(pos) for pos in layer] for layer in top_ids_t]
     return LensGrid(torch.cat(probs).reshape(shape) if probs else None,
                     torch.cat(ranks).reshape(shape) if ranks else None,
                     top_ids_t, torch.cat(top_probs).reshape(*shape, k), top_tokens)
-
-
-def _decoder(lm: LM):
-    cache: dict[int, str] = {}
-
-    def decode(i: int) -> str:
-        if i not in cache:
-            cache[i] = lm.tokenizer.decode([i])
-        return cache[i]
-
-    return decode

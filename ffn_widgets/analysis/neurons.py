@@ -91,7 +91,7 @@ def top_neurons(lm: LM, prompt: str | Run, layer: int, position: int = -1, k: in
         raise InputError(f"position must be in {-run.n_tokens}..{run.n_tokens - 1}, got {position}.")
     position %= run.n_tokens
     acts = run.activations[layer, position]
-    target_id = int(run.logits[position].argmax()) if target is None else lm.target_ids(target)[0]
+    target_id, _ = lm.resolve_target(target, run.logits[position])
     contrib = contributions(lm, run, layer, position, target_id)
     score = acts.abs() if by == "activation" else contrib
     idx = score.topk(min(k, lm.d_mlp)).indices

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import LM, Edit, InputError, hooked, kv, start_at
+from ..model import LM, Intervention, InputError, hooked, kv, start_at
 
 
 @dataclass
@@ -83,7 +83,6 @@ class SliderEngine:
             raise InputError(f"k (how many top tokens) must be a positive integer, got {k!r}.")
         self.lm, self.prompt, self.k = lm, prompt, min(k, lm.W_U.shape[0])
         self.ids = lm.encode(prompt)[None]
-        self.target_id = None if target is None else lm.target_ids(target)[0]
         layers = range(lm.n_layers)
         with torch.no_grad(), hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:
             out = kv.forward(lm.model, self.ids)
@@ -91,9 +90,8 @@ class SliderEngine:
         self.neurons = [got["neurons", l] for l in layers]  # [1, pos, d_mlp]
         self._clean_cache = kv.cache_of(out)
         logits = out.logits[0, -1].float()
-        if self.target_id is None:  # without a target, follow the model's own first choice
-            self.target_id = int(logits.argmax())
-        self.target = target if isinstance(target, str) else lm.tokenizer.decode([self.target_id])
+        self.target_id, text = lm.resolve_target(target, logits)  # without one, the model's own first choice
+        self.target = target if isinstance(target, str) and target else text
         self.original = Prediction.from_logits(lm, logits, self.k, self.target, self.target_id)
         self._linear_mlp = lm.arch.mlp_add in ("mlp", lm.arch.down)
         self._last: tuple[dict, Prediction, object, int] | None = None
@@ -118,7 +116,7 @@ class SliderEngine:
                 clean[layer, neuron] = scale
         return clean
 
-    def edits(self, scales: Mapping[tuple[int, int], float]) -> list[Edit]:
+    def edits(self, scales: Mapping[tuple[int, int], float]) -> list[Intervention]:
         """The scales as hook-core edits, one per layer (all positions)."""
         by_layer: dict[int, dict[int, float]] = {}
         for (layer, neuron), scale in self.check_scales(scales).items():
@@ -126,7 +124,7 @@ class SliderEngine:
         out = []
         for layer, row in sorted(by_layer.items()):
             value = torch.tensor(list(row.values()), dtype=self.lm.dtype, device=self.lm.device)
-            out.append(Edit("neurons", layer, "scale", value, index=list(row)))
+            out.append(Intervention("neurons", layer, "scale", value, index=list(row)))
         return out
 
     # ---- ticks -------------------------------------------------------------------------
@@ -153,7 +151,7 @@ class SliderEngine:
         self._last = (scales, pred, cache, start)
         return pred
 
-    def _skip_block(self, edit: Edit) -> torch.Tensor:
+    def _skip_block(self, edit: Intervention) -> torch.Tensor:
         """Block ``edit.layer``'s output with the scales applied, without running it:
         resid_post = clean resid_post + Σ_i (s_i − 1)·m_i·v_i at every position."""
         layer = edit.layer

@@ -8,11 +8,15 @@ what the memory promotes when the neuron fires positively; bottom tokens what it
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..model import LM
+from ..model.loading import cache_dir
 
 
 @dataclass
@@ -68,3 +72,42 @@ def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:
                        list(zip(tok(top.indices), top.values.tolist())),
                        list(zip(tok(bottom.indices), (-bottom.values).tolist())),
                        top.indices.tolist(), bottom.indices.tolist())
+
+
+def value_top_ids(lm: LM, layer: int, neurons, k: int = 3) -> torch.Tensor:
+    """``[n, k]`` top promoted token ids of the given neurons' values, remembered per neuron until the
+    weights change (the explorer asks for the few neurons it lists, prompt after prompt)."""
+    known = lm.memo(("value_top_ids", layer, k), dict)
+    neurons = [int(n) for n in neurons]
+    missing = sorted({n for n in neurons if n not in known})
+    if missing:
+        known.update(zip(missing, value_logits(lm, layer, missing).topk(k, dim=-1).indices.tolist()))
+    return torch.tensor([known[n] for n in neurons], dtype=torch.int64).reshape(len(neurons), k)
+
+
+def value_top_tokens(lm: LM, layer: int, k: int = 10, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom ``k`` token ids of every value vector of a layer, ``[neuron, k]`` each (int32).
+
+    Projecting all values through the unembedding costs a vocab x d_model product per neuron, so the result
+    is cached on disk under the weights' fingerprint (written atomically) and in memory per weights version."""
+    lm.check_layer(layer)
+    return lm.memo(("value_top_tokens", layer, k), lambda: _value_top_tokens_on_disk(lm, layer, k, chunk))
+
+
+def _value_top_tokens_on_disk(lm: LM, layer: int, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    path = cache_dir() / "values" / lm.fingerprint / f"layer{layer:03d}-k{k}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return data["top"], data["bottom"]
+    top = np.zeros((lm.d_mlp, k), np.int32)
+    bottom = np.zeros_like(top)
+    for start in range(0, lm.d_mlp, chunk):
+        logits = value_logits(lm, layer, range(start, min(start + chunk, lm.d_mlp)))
+        top[start:start + chunk] = logits.topk(k, dim=-1).indices.cpu().numpy()
+        bottom[start:start + chunk] = (-logits).topk(k, dim=-1).indices.cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, top=top, bottom=bottom)
+    os.replace(tmp, path)
+    return top, bottom

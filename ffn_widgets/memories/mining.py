@@ -15,7 +15,6 @@ checkpointed atomically; the next call resumes from the last checkpoint.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from .corpus import Corpus, load_corpus
-from ..model import Edit, InputError
+from ..model import Intervention, InputError
 from ..model.hooks import hooked
 from ..model.lm import LM
 from ..model.loading import _dtype, cache_dir
@@ -65,24 +64,15 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
     elif (final / "manifest.json").exists():
         return TriggerIndex.load(final)
     miner = _Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
-                   fingerprint=model_fingerprint(lm))
+                   fingerprint=lm.fingerprint)
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
 
 
 def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: int, batch_tokens: int) -> Path:
     """Where an index lives in the user cache: one folder per model, corpus and parameters."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in lm.name.split("/")[-1])[:40]
-    name = f"{slug}-{model_fingerprint(lm)[:8]}-{corpus.digest}-k{k}-{dtype}-t{max_tokens}-b{batch_tokens}"
+    name = f"{slug}-{lm.fingerprint[:8]}-{corpus.digest}-k{k}-{dtype}-t{max_tokens}-b{batch_tokens}"
     return cache_dir() / "triggers" / name
-
-
-def model_fingerprint(lm: LM) -> str:
-    """Identifies the weights cheaply (config + a slice of every value matrix), to key cached indexes."""
-    h = hashlib.sha256(lm.config.to_json_string(use_diff=False).encode())
-    for layer in range(lm.n_layers):
-        h.update(lm.values(layer)[:4].detach().float().cpu().numpy().tobytes())
-    h.update(lm.W_U[:4].detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _converted(lm: LM, dtype: torch.dtype) -> LM:
@@ -283,7 +273,7 @@ class _Miner:
                 return acts
             return fn
 
-        edits = [Edit("neurons", layer, "fn", record(layer)) for layer in range(lm.n_layers)]
+        edits = [Intervention("neurons", layer, "fn", record(layer)) for layer in range(lm.n_layers)]
         state.dirty = True
         with torch.no_grad(), hooked(lm, (), edits):
             lm.forward(ids.to(lm.device), last_only=True)

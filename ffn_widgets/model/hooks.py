@@ -8,10 +8,10 @@ Sites, per layer (shapes ``[batch, pos, ...]``):
 - ``mlp_out``    what the MLP adds to the residual stream                   ``[.., d_model]``
 - ``resid_post`` block output                                               ``[.., d_model]``
 
-Interventions are :class:`Edit` values handed to the same hooks (scale / set / add / any function), so
+Interventions are :class:`Intervention` values handed to the same hooks (scale / set / add / any function), so
 neuron sliders, activation patching and causal tracing share one mechanism. Example::
 
-    with hooked(lm, capture=[("neurons", 3)], edits=[Edit("neurons", 3, "scale", 0.0, index=[42])]) as got:
+    with hooked(lm, capture=[("neurons", 3)], edits=[Intervention("neurons", 3, "scale", 0.0, index=[42])]) as got:
         lm.model(ids)
     got["neurons", 3]   # the *edited* activations as the down projection saw them
 """
@@ -29,7 +29,7 @@ _OPS = ("scale", "set", "add", "fn")
 
 
 @dataclass(frozen=True)
-class Edit:
+class Intervention:
     """One intervention at ``(site, layer)``.
 
     ``op`` is ``scale`` (x·value), ``set`` (value), ``add`` (x+value) or ``fn`` (value(x) -> x).
@@ -78,6 +78,9 @@ class Edit:
         return x
 
 
+Edit = Intervention  # the name before weight edits came; activation interventions are Interventions
+
+
 def _arange_or(sel, n: int, device) -> torch.Tensor:
     if sel is None:
         return torch.arange(n, device=device)
@@ -96,7 +99,7 @@ def _replace_first(output, new):
 
 
 @contextmanager
-def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = (), detach: bool = True):
+def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Intervention] = (), detach: bool = True):
     """Install capture and edit hooks on ``lm.model`` for the ``with`` body; remove them on exit.
 
     Yields a dict ``{(site, layer): tensor}`` filled during the forward passes run inside. With
@@ -104,7 +107,7 @@ def hooked(lm, capture: Iterable[tuple[str, int]] = (), edits: Iterable[Edit] = 
     """
     edits = list(edits)
     capture = set(capture)
-    by_site: dict[tuple[str, int], list[Edit]] = {}
+    by_site: dict[tuple[str, int], list[Intervention]] = {}
     for e in edits:
         lm.check_layer(e.layer)
         by_site.setdefault((e.site, e.layer), []).append(e)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import inspect
 
+import torch
+
 _PARAMETERS: dict[type, frozenset[str]] = {}
 
 
@@ -34,7 +36,7 @@ def forward(model, input_ids, cache=None, *, use_cache: bool = True, last_only: 
     return model(input_ids=input_ids, use_cache=use_cache, **kwargs)
 
 
-def last_logits(model, input_ids, cache=None) -> "torch.Tensor":  # noqa: F821
+def last_logits(model, input_ids, cache=None) -> torch.Tensor:
     """Float32 logits of the last position, ``[batch, 1, vocab]``, reading and filling ``cache``."""
     return forward(model, input_ids, cache, last_only=True).logits[:, -1:].float()
 

@@ -20,7 +20,7 @@ from transformers.pytorch_utils import Conv1D
 
 from . import kv
 from .architectures import Architecture, architecture_for
-from .hooks import SITES, Edit, collect, hooked
+from .hooks import SITES, Intervention, collect, hooked
 from .identity import WeightsVersion, fingerprint
 
 
@@ -245,7 +245,7 @@ class LM:
         return out[:, -1:] if last_only else out
 
     def run(self, prompt: str, capture: Iterable[str] = ("neurons", "resid_pre", "attn_out", "mlp_out", "resid_post"),
-            edits: Iterable[Edit] = ()) -> Run:
+            edits: Iterable[Intervention] = ()) -> Run:
         """One forward pass capturing the given sites at every layer (all by default)."""
         ids = self.encode(prompt)
         capture = tuple(capture)
@@ -265,9 +265,9 @@ class LM:
             return self.forward(self.encode(prompt)[None])[0]
 
     @contextmanager
-    def intervene(self, spec: Mapping[tuple[int, int], float] | Iterable[Edit], positions=None):
+    def intervene(self, spec: Mapping[tuple[int, int], float] | Iterable[Intervention], positions=None):
         """Scale neurons while the ``with`` body runs: ``{(layer, neuron): scale}`` (0 suppresses,
-        2 doubles), at all positions or the given ones; or any list of :class:`Edit`."""
+        2 doubles), at all positions or the given ones; or any list of :class:`Intervention`."""
         edits = list(self._edits_from(spec, positions))
         with hooked(self, (), edits):
             yield self
@@ -279,7 +279,7 @@ class LM:
                 layer, neuron = self.check_unit(key)
                 by_layer.setdefault((layer, float(scale)), []).append(neuron)
             for (layer, scale), neurons in by_layer.items():
-                yield Edit("neurons", layer, "scale", scale, index=neurons, positions=positions)
+                yield Intervention("neurons", layer, "scale", scale, index=neurons, positions=positions)
         else:
             yield from spec
 

@@ -28,7 +28,7 @@ import torch
 from transformers import DynamicCache
 
 from ..model import kv
-from ..model.hooks import Edit, collect, hooked, start_at
+from ..model.hooks import Intervention, collect, hooked, start_at
 
 KINDS = ("hidden", "mlp", "attn")
 CLEAN_SITES = ("resid_pre", "mlp_out", "attn_out")  # the clean run's states a restoration copies
@@ -62,13 +62,13 @@ class TraceSetup:
     def __post_init__(self):
         self.samples = int(self.corrupt_ids.shape[0])
 
-    def corruption(self, rows=None) -> list[Edit]:
+    def corruption(self, rows=None) -> list[Intervention]:
         """The edits that turn clean runs into corrupted ones (rows = which batch rows get noise)."""
         return noise_edits(self.noise, self.noised, rows)
 
 
-def noise_edits(noise: torch.Tensor | None, positions: list[int], rows=None) -> list[Edit]:
-    return [] if noise is None else [Edit("resid_pre", 0, "add", noise, positions=positions, rows=rows)]
+def noise_edits(noise: torch.Tensor | None, positions: list[int], rows=None) -> list[Intervention]:
+    return [] if noise is None else [Intervention("resid_pre", 0, "add", noise, positions=positions, rows=rows)]
 
 
 def base_runs(lm, ids: torch.Tensor, corrupt_ids: torch.Tensor, noise=None, noised=()) -> dict:
@@ -115,7 +115,7 @@ def reference_cell(lm, setup: TraceSetup, kind: str, layer: int, token: int, win
     """One cell of :func:`reference_trace`: p(target) per corrupted sample ``[samples]``."""
     batch = torch.cat([setup.ids[None], setup.corrupt_ids]).to(lm.device)
     edits = setup.corruption(list(range(1, batch.shape[0]))) + [
-        Edit(_SITE[kind], j, "fn", _copy_clean_row(token)) for j in _layers_for(kind, layer, window, lm.n_layers)]
+        Intervention(_SITE[kind], j, "fn", _copy_clean_row(token)) for j in _layers_for(kind, layer, window, lm.n_layers)]
     with torch.no_grad(), hooked(lm, (), edits):
         logits = lm.forward(batch)
     return _target_probs(logits[1:, -1], setup.target_id).cpu()
@@ -253,11 +253,11 @@ class TraceEngine:
         assert starts == sorted(starts), "restorations must be sorted by their starting layer"
         s0 = starts[0]
         hidden = self._joining_rows(s0, t, p0, joining[s0])
-        edits = [Edit(site, j, "fn", _setter(torch.cat(rs), t - p0, self.clean[site][j, t]))
+        edits = [Intervention(site, j, "fn", _setter(torch.cat(rs), t - p0, self.clean[site][j, t]))
                  for site, by_layer in rows_of.items() for j, rs in by_layer.items()]
-        edits += [Edit("resid_pre", j, "fn", _appender(self._joining_rows(j, t, p0, joining[j]))) for j in starts[1:]]
+        edits += [Intervention("resid_pre", j, "fn", _appender(self._joining_rows(j, t, p0, joining[j]))) for j in starts[1:]]
         if s0 == 0:
-            edits.insert(0, Edit("resid_pre", 0, "fn", lambda x, h=hidden: h))
+            edits.insert(0, Intervention("resid_pre", 0, "fn", lambda x, h=hidden: h))
         # one row of ids: the batch's rows come from `hidden` and the joins, whatever the embedding gives
         ids = setup.corrupt_ids[:1, p0:].to(lm.device)
         active = [0] * L  # restorations running block j

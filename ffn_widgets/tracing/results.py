@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import LM, InputError
+from ..model import LM
 from .engine import TraceEngine, TraceSetup
 from .setup import check_kinds, check_window, prepare_patch, prepare_trace
 

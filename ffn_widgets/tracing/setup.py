@@ -54,19 +54,18 @@ def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
 
 def checked_target(lm: LM, runs: dict, target, check: bool) -> tuple[int, str]:
     """The target's id and text, checked against the clean run (``runs`` of :func:`base_runs`)."""
-    probs = torch.softmax(runs["logits"], -1)
+    tid, text = lm.resolve_target(target, runs["logits"])  # multi-token targets: p(first token)
     if target is None:
-        tid = int(probs.argmax())
-        return tid, lm.tokenizer.decode([tid])
-    tid = lm.target_ids(target)[0]  # multi-token targets: p(first token)
+        return tid, text
+    probs = torch.softmax(runs["logits"], -1)
     rank = int((probs > probs[tid]).sum())
     if check and rank >= 10:
-        top = ", ".join(repr(lm.tokenizer.decode([int(i)])) for i in probs.topk(5).indices)
+        top = ", ".join(repr(t) for t in lm.token_strings(probs.topk(5).indices))
         raise InputError(f"The model does not predict {target!r} here: it is ranked {rank + 1} with p = "
                          f"{float(probs[tid]):.2g} (top: {top}). Tracing measures how a prediction is "
                          "recalled; pick a target the model predicts, target=None for its top token, "
                          "or check_target=False to trace it anyway.")
-    return tid, lm.tokenizer.decode([tid])
+    return tid, text
 
 
 def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int = 10, noise: float | None = None,

@@ -48,9 +48,8 @@ class NeuronList(ViewWidget):
     def _compute(self) -> None:
         r = top_neurons(self.lm, self.run_, self.layer, self.position, k=self.k, by=self.by, target=self.target)
         self.ranking = r
-        target_id = int(self.run_.logits[r.position].argmax()) if self.target is None else self.lm.target_ids(self.target)[0]
         self.rows = {"layer": r.layer, "position": r.position, "token": r.token, "by": r.by,
-                     "tokens": self.run_.tokens, "target": self.lm.tokenizer.decode([target_id]),
+                     "tokens": self.run_.tokens, "target": self.lm.resolve_target(self.target, self.run_.logits[r.position])[1],
                      "neurons": pack(r.neurons, "int32"), "act": pack(r.activations, "float32"),
                      "contrib": pack(r.contributions, "float32"), "value_top": r.value_top}
 

@@ -14,7 +14,6 @@ Token strings travel once, in a ``vocab`` table of the ids used.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from ..analysis.lens import LensResult, logit_lens
 from ..model import LM, InputError, Run
 from ..analysis.neurons import contributions, layer_contributions
-from ..analysis.values import value_logits
+from ..analysis.values import value_top_ids
 from .serialize import pack
 
 
@@ -39,21 +38,12 @@ class Computed:
     top: dict[str, torch.Tensor] = field(default_factory=dict)  # by -> ids [layer, pos, k]
 
 
-def resolve_target(lm: LM, run: Run, target) -> tuple[int, str]:
-    """The target token: given text/id (first token of a multi-token target) or the model's top prediction."""
-    if target is None or target == "":
-        tid = int(run.logits[-1].argmax())
-    else:
-        tid = lm.target_ids(target)[0]
-    return tid, lm.tokenizer.decode([tid])
-
-
 def compute(lm: LM, prompt: str | Run, target=None, k: int = 8, lens: bool = True, top: bool = True) -> Computed:
     """Run the analyses for one prompt (or reuse a run) and one target."""
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= lm.d_mlp:
         raise InputError(f"k (neurons per cell) must be an integer in 1..{lm.d_mlp}, got {k!r}.")
     run = prompt if isinstance(prompt, Run) else lm.run(prompt)
-    tid, text = resolve_target(lm, run, target)
+    tid, text = lm.resolve_target(target, run.logits[-1])
     out = Computed(run, tid, text)
     if lens:
         out.lens = logit_lens(lm, run, target=tid, k=1)  # the views show the top token only
@@ -68,8 +58,8 @@ def compute(lm: LM, prompt: str | Run, target=None, k: int = 8, lens: bool = Tru
 def predictions(lm: LM, run: Run, n: int = 10) -> list[dict]:
     probs = torch.softmax(run.logits[-1].float(), -1)
     top = probs.topk(n)
-    return [{"id": int(i), "text": lm.tokenizer.decode([int(i)]), "prob": float(p)}
-            for p, i in zip(top.values, top.indices)]
+    return [{"id": int(i), "text": text, "prob": float(p)}
+            for p, i, text in zip(top.values, top.indices, lm.token_strings(top.indices))]
 
 
 def run_payload(lm: LM, c: Computed) -> dict:
@@ -117,27 +107,6 @@ def run_payload(lm: LM, c: Computed) -> dict:
 def vocab_table(lm: LM, ids) -> dict:
     ids = sorted(int(i) for i in ids)
     return {"ids": pack(np.array(ids, dtype=np.int64), "int32"), "text": lm.token_strings(ids)}
-
-
-# ---- value-vector top tokens, cached per model and layer ---------------------------------------------
-_value_cache: "weakref.WeakKeyDictionary[LM, dict]" = weakref.WeakKeyDictionary()
-
-
-def value_top_ids(lm: LM, layer: int, neurons, k: int = 3) -> torch.Tensor:
-    """``[n, k]`` top promoted token ids of the given neurons' values; cached until the weights change
-    (an edited down projection or unembedding bumps the tensors' version counters)."""
-    per_model = _value_cache.setdefault(lm, {})
-    version = (lm.values(layer)._version, lm.W_U._version, k)
-    entry = per_model.get(layer)
-    if entry is None or entry[0] != version:
-        entry = per_model[layer] = (version, {})
-    cache = entry[1]
-    neurons = [int(n) for n in neurons]
-    missing = sorted({n for n in neurons if n not in cache})
-    if missing:
-        top = value_logits(lm, layer, missing).topk(k, dim=-1).indices
-        cache.update(zip(missing, top.tolist()))
-    return torch.tensor([cache[n] for n in neurons], dtype=torch.int64).reshape(len(neurons), k)
 
 
 def value_payload(lm: LM, c: Computed, k: int = 3, step=None) -> dict:

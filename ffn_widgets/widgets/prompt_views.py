@@ -48,7 +48,7 @@ class PromptView(ViewWidget):
         self.computed: Computed | None = None
         self._neuron_callbacks: list[Callable[[int, int], object]] = []
         lm.encode(prompt)  # bad prompts fail here, before any widget is shown
-        self.target = "" if target is None else (target if isinstance(target, str) else lm.tokenizer.decode([target]))
+        self.target = "" if target is None else (target if isinstance(target, str) else lm.resolve_target(target)[1])
         self.prompt = prompt  # runs the model (observer)
         if self.computed is None or self.error:
             raise InputError(self.error or "The model could not be run on this prompt.")
@@ -108,7 +108,7 @@ class PromptView(ViewWidget):
     def _on_set_target(self, msg):
         target = msg.get("target", "")
         if isinstance(target, int):
-            target = self.lm.tokenizer.decode([self.lm.target_ids(target)[0]])
+            target = self.lm.resolve_target(target)[1]
         self.target = str(target)
 
     @handles("select_neuron")

@@ -220,7 +220,7 @@ class NeuronSliders(ViewWidget):
         base = torch.softmax(original.logits, -1)[pred.top_ids]
         target = None
         if pred.target_id is not None:
-            target = {"id": pred.target_id, "text": self.lm.tokenizer.decode([pred.target_id]),
+            target = {"id": pred.target_id, "text": self.lm.token_strings([pred.target_id])[0],
                       "prob": pred.target_prob, "rank": pred.target_rank,
                       "original_prob": original.target_prob, "original_rank": original.target_rank}
         return {"seq": seq, "tokens": pred.top_tokens, "ids": pack(pred.top_ids, "int32"),
