@@ -10,7 +10,7 @@ Analyses are importable without any widget machinery; widgets are loaded lazily 
 """
 from importlib import import_module
 
-from .model import DEFAULT_MODEL, Edit, Intervention, InputError, LM, ModelNotFoundError, Run, load_model
+from .model import DEFAULT_MODEL, LM, Edit, InputError, Intervention, ModelNotFoundError, Run, load_model
 
 __version__ = "0.1.0"
 

@@ -2,12 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import FAMILIES, hook_ids
 from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
 import ffn_widgets as fw
 from ffn_widgets.model import Intervention, hooked, start_at
-from conftest import FAMILIES, hook_ids
 
 PROMPT = "The Eiffel Tower is located in the city of"
 

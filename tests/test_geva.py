@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.memories.corpus import load_corpus
 from ffn_widgets.analysis.geva_stats import geva_stats
 from ffn_widgets.analysis.values import value_top_tokens
+from ffn_widgets.memories.corpus import load_corpus
 from ffn_widgets.memories.mining import mine_triggers
 
 

@@ -8,8 +8,8 @@ import ffn_widgets as fw
 from ffn_widgets.analysis.neuron_card import neuron_card
 from ffn_widgets.memories.index import bin_of
 from ffn_widgets.memories.mining import mine_triggers
-from ffn_widgets.widgets.serialize import unpack
 from ffn_widgets.widgets.neuron_card import NeuronCard
+from ffn_widgets.widgets.serialize import unpack
 
 EVIL = "Markup like <img src=x onerror=alert(1)> must stay text."
 PROMPT = "The Eiffel Tower is located in the city of"

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import _perturb_norms, tiny_config
 
 import ffn_widgets as fw
 from ffn_widgets.model import InputError
@@ -11,8 +12,6 @@ from ffn_widgets.tracing.average import GROUPS, average, token_groups
 from ffn_widgets.tracing.engine import KINDS, TraceEngine, reference_cell, reference_trace, window_layers
 from ffn_widgets.tracing.results import TraceStream
 from ffn_widgets.tracing.setup import find_subject, prepare_patch, prepare_trace
-
-from conftest import _perturb_norms, tiny_config
 
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
 NOISE = 0.5  # random models need a strong corruption for visible effects

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import ffn_widgets as fw
+from ffn_widgets.analysis.values import value_top_ids
 from ffn_widgets.widgets import unpack
 from ffn_widgets.widgets.serialize import nbytes
-from ffn_widgets.analysis.values import value_top_ids
 
 PROMPT = "The Eiffel Tower is located in the city of"
 

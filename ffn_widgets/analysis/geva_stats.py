@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model import InputError, LM
-from ..model.hooks import hooked
 from ..memories.index import TriggerIndex
+from ..model import LM, InputError
+from ..model.hooks import hooked
 from .values import value_top_tokens
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model import LM, Intervention, InputError, hooked, kv, start_at
+from ..model import LM, InputError, Intervention, hooked, kv, start_at
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 

@@ -51,7 +51,8 @@ class LensResult:
         """Layers × positions heatmap: colour = target probability (or rank), text = top token."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import integer_ticks, sized, title as figure_title
+        from ..figure_layout import integer_ticks, sized
+        from ..figure_layout import title as figure_title
 
         grid = self._grid(stage)
         layers = list(range(grid.top_ids.shape[0]))

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
+from ..memories.index import Trigger, TriggerIndex, bin_of
 from ..model import LM, InputError
 from .neurons import contributions
-from ..memories.index import Trigger, TriggerIndex, bin_of
 from .values import ValueTokens, value_tokens
 
 

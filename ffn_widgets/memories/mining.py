@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .corpus import Corpus, load_corpus
-from ..model import Intervention, InputError
+from ..model import InputError, Intervention
 from ..model.hooks import hooked
 from ..model.lm import LM
 from ..model.loading import _dtype, cache_dir
+from .corpus import Corpus, load_corpus
 from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
 
 _PAD = torch.iinfo(torch.int64).min  # empty top-k slot (fewer than k tokens seen)

@@ -75,8 +75,8 @@ class TraceAverage:
 
     def figure(self):
         """ROME's average plots: indirect effect per token group (rows) and layer (columns)."""
-        from plotly.subplots import make_subplots
         import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
 
         from ..figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
 

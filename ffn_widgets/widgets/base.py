@@ -78,7 +78,30 @@ class ViewWidget(anywidget.AnyWidget):
                 name = getattr(attr, "_handles_message", None)
                 if name is not None:
                     self._handlers[name] = attr.__get__(self, type(self))
+        self._neuron_callbacks: list[Callable[[int, int], object]] = []
         self.on_msg(self._on_message)
+
+    # ---- what the view shows, as an analysis result ------------------------------------------
+    def _result(self):
+        """The analysis result this view draws (views that show one override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no static export.")
+
+    def figure(self, *args, **kwargs):
+        """The view as a static plotly figure (for slides and papers): its result's ``figure()``."""
+        return self._result().figure(*args, **kwargs)
+
+    def to_frame(self):
+        """The view's numbers as a pandas DataFrame: its result's ``to_frame()``."""
+        return self._result().to_frame()
+
+    # ---- neuron selection --------------------------------------------------------------------
+    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
+        """Call ``callback(layer, neuron)`` whenever the user picks a neuron here (errors show in the widget)."""
+        self._neuron_callbacks.append(callback)
+
+    def _neuron_selected(self, layer: int, neuron: int) -> None:
+        for callback in list(self._neuron_callbacks):
+            callback(layer, neuron)
 
     # ---- gestures ----------------------------------------------------------------------------
     def handle(self, name: str, fn: Callable[[dict], object] | None = None):

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import traitlets
 
-from ..model import LM, InputError
 from ..analysis.neurons import top_neurons
+from ..model import LM, InputError
 from ..tracing.results import TraceSet, TraceStream
 from ..tracing.setup import prepare_patch, prepare_trace
-from .serialize import pack
 from .base import ViewWidget, describe, handles
+from .serialize import neuron_rows, pack
 
 
 class CausalTrace(ViewWidget):
@@ -52,7 +51,6 @@ class CausalTrace(ViewWidget):
         self._status = "waiting"
         self._task = None
         self._run = None
-        self._callbacks: list[Callable[[int, int], object]] = []
         self._last_progress = 0.0
         self.title = f"Causal trace: {prompt}"
         self._publish()
@@ -157,20 +155,13 @@ class CausalTrace(ViewWidget):
         if self._run is None:
             self._run = self.lm.run(self.setup.prompt)
         r = top_neurons(self.lm, self._run, layer, token, k=k, by="contribution", target=self.setup.target_id)
-        self.neurons = {"layer": r.layer, "position": r.position, "token": r.token, "target": self.setup.target,
-                        "neurons": pack(r.neurons, "int32"), "act": pack(r.activations, "float32"),
-                        "contrib": pack(r.contributions, "float32"), "value_top": r.value_top}
+        self.neurons = neuron_rows(r, target=self.setup.target)
 
     @handles("select_neuron")
     def _on_select_neuron(self, msg):
         layer, neuron = self.lm.check_layer(int(msg["layer"])), self.lm.check_neuron(int(msg["neuron"]))
         self.selected = {**self.selected, "neuron": neuron, "neuron_layer": layer}
-        for callback in list(self._callbacks):
-            callback(layer, neuron)
-
-    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
-        """Call ``callback(layer, neuron)`` when a neuron of the MLP cell's list is clicked."""
-        self._callbacks.append(callback)
+        self._neuron_selected(layer, neuron)
 
     def show_in(self, explorer, title: str | None = None) -> "CausalTrace":
         """Place this trace in an :class:`~ffn_widgets.Explorer`'s panel; neuron clicks here reach the
@@ -179,9 +170,5 @@ class CausalTrace(ViewWidget):
         self.on_neuron_selected(explorer.select_neuron)
         return self
 
-    # ---- static exports ------------------------------------------------------------------------
-    def figure(self):
-        return self.result.figure()
-
-    def to_frame(self):
-        return self.result.to_frame()
+    def _result(self):
+        return self.result

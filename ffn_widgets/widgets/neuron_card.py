@@ -13,10 +13,10 @@ from __future__ import annotations
 import traitlets
 
 from ..analysis.neuron_card import NeuronCardData, neuron_card
-from ..model import LM, InputError
 from ..memories.index import TriggerIndex, bin_labels
-from .serialize import pack
+from ..model import LM, InputError
 from .base import ViewWidget, handles
+from .serialize import pack
 
 
 class NeuronCard(ViewWidget):
@@ -67,11 +67,8 @@ class NeuronCard(ViewWidget):
         explorer.on_neuron_selected(open_card)
         return state["card"]
 
-    def figure(self):
-        return self.data.figure()
-
-    def to_frame(self):
-        return self.data.to_frame()
+    def _result(self):
+        return self.data
 
     # ---- gestures ------------------------------------------------------------------------
     @handles("set_neuron")

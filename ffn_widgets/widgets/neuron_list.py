@@ -5,14 +5,12 @@ with each value vector's top tokens. Clicking a row selects the neuron (``on_neu
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import traitlets
 
-from ..model import LM, InputError
 from ..analysis.neurons import NeuronRanking, top_neurons
-from .serialize import pack
+from ..model import LM, InputError
 from .base import ViewWidget, handles
+from .serialize import neuron_rows
 
 
 class NeuronList(ViewWidget):
@@ -28,7 +26,6 @@ class NeuronList(ViewWidget):
         super().__init__(**kwargs)
         self.lm, self.k, self.target = lm, k, target
         self.run_ = lm.run(prompt)
-        self._callbacks: list[Callable[[int, int], object]] = []
         self.ranking: NeuronRanking | None = None
         self.layer, self.position, self.by = lm.check_layer(layer), position, by
         self._refresh(raise_errors=True)
@@ -48,10 +45,8 @@ class NeuronList(ViewWidget):
     def _compute(self) -> None:
         r = top_neurons(self.lm, self.run_, self.layer, self.position, k=self.k, by=self.by, target=self.target)
         self.ranking = r
-        self.rows = {"layer": r.layer, "position": r.position, "token": r.token, "by": r.by,
-                     "tokens": self.run_.tokens, "target": self.lm.resolve_target(self.target, self.run_.logits[r.position])[1],
-                     "neurons": pack(r.neurons, "int32"), "act": pack(r.activations, "float32"),
-                     "contrib": pack(r.contributions, "float32"), "value_top": r.value_top}
+        target = self.lm.resolve_target(self.target, self.run_.logits[r.position])[1]
+        self.rows = neuron_rows(r, by=r.by, tokens=self.run_.tokens, target=target)
 
     @handles("set_by")
     def _on_set_by(self, msg):
@@ -63,14 +58,7 @@ class NeuronList(ViewWidget):
     def _on_select(self, msg):
         layer, neuron = self.lm.check_layer(int(msg["layer"])), self.lm.check_neuron(int(msg["neuron"]))
         self.selected = {"layer": layer, "neuron": neuron}
-        for callback in list(self._callbacks):
-            callback(layer, neuron)
+        self._neuron_selected(layer, neuron)
 
-    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
-        self._callbacks.append(callback)
-
-    def figure(self):
-        return self.ranking.figure()
-
-    def to_frame(self):
-        return self.ranking.to_frame()
+    def _result(self):
+        return self.ranking

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..analysis.lens import LensResult, logit_lens
-from ..model import LM, InputError, Run
 from ..analysis.neurons import contributions, layer_contributions
 from ..analysis.values import value_top_ids
+from ..model import LM, InputError, Run
 from .serialize import pack
 
 

@@ -10,15 +10,13 @@ with the run (see :mod:`.payload`), so those gestures stay in the browser.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import traitlets
 
-from ..model import LM, InputError
 from ..analysis.neurons import NeuronRanking, top_neurons
-from .serialize import pack
+from ..model import LM, InputError
 from .base import ViewWidget, handles
 from .payload import Computed, compute, run_payload, value_payload
+from .serialize import pack
 
 STATS = ("max_act", "contrib", "neuron")
 
@@ -46,7 +44,6 @@ class PromptView(ViewWidget):
         super().__init__(**kwargs)
         self.lm, self.k = lm, k
         self.computed: Computed | None = None
-        self._neuron_callbacks: list[Callable[[int, int], object]] = []
         lm.encode(prompt)  # bad prompts fail here, before any widget is shown
         self.target = "" if target is None else (target if isinstance(target, str) else lm.resolve_target(target)[1])
         self.prompt = prompt  # runs the model (observer)
@@ -121,16 +118,11 @@ class PromptView(ViewWidget):
         self.lm.check_neuron(neuron)
         self._send_neuron(layer, neuron)
         self.stat = "neuron"
-        for callback in list(self._neuron_callbacks):
-            callback(layer, neuron)
+        self._neuron_selected(layer, neuron)
 
     def _send_neuron(self, layer: int, neuron: int) -> None:
         acts = self.computed.run.activations[layer, :, neuron]
         self.neuron = {"layer": layer, "neuron": neuron, "acts": pack(acts, "float32")}
-
-    def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
-        """Call ``callback(layer, neuron)`` whenever the user picks a neuron (errors show in the widget)."""
-        self._neuron_callbacks.append(callback)
 
     # ---- exports ----------------------------------------------------------------------------
     @property
@@ -149,8 +141,9 @@ class PromptView(ViewWidget):
         """The activation heatmap as a plotly figure (tokens × layers, coloured by the statistic)."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import clip, integer_ticks, sized, title as figure_title
         from ..analysis.neurons import layer_contributions
+        from ..figure_layout import clip, integer_ticks, sized
+        from ..figure_layout import title as figure_title
 
         stat = stat or self.stat
         run, c = self.computed.run, self.computed

@@ -48,3 +48,10 @@ def nbytes(value) -> int:
     if isinstance(value, (list, tuple)):
         return sum(nbytes(v) for v in value)
     return 0
+
+
+def neuron_rows(ranking, **extra) -> dict:
+    """A neuron ranking (:class:`~ffn_widgets.NeuronRanking`) as the rows the neuron tables draw."""
+    return {"layer": ranking.layer, "position": ranking.position, "token": ranking.token,
+            "neurons": pack(ranking.neurons, "int32"), "act": pack(ranking.activations, "float32"),
+            "contrib": pack(ranking.contributions, "float32"), "value_top": ranking.value_top, **extra}

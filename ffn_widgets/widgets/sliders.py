@@ -20,11 +20,11 @@ import time
 
 import traitlets
 
-from ..model import LM, InputError
 from ..analysis.scaling import Prediction, SliderEngine, as_neuron_list
 from ..analysis.values import value_tokens
-from .serialize import pack
+from ..model import LM, InputError
 from .base import ViewWidget, handles
+from .serialize import pack
 
 SCALE_RANGE = (-1.0, 3.0)
 CONTINUATION_DEBOUNCE_S = 0.1  # continuation after the drag pauses this long...
@@ -125,11 +125,8 @@ class NeuronSliders(ViewWidget):
         explorer.on_neuron_selected(lambda layer, neuron: self.add(layer, neuron))
         explorer.show(self, "Neuron sliders")
 
-    def figure(self):
-        return self.result.figure()
-
-    def to_frame(self):
-        return self.result.to_frame()
+    def _result(self):
+        return self.result
 
     # ---- gestures ------------------------------------------------------------------------
     @handles("scales")

@@ -42,11 +42,11 @@ MEASURE = """() => [...document.querySelectorAll('.js-plotly-plot')].map(div => 
 @pytest.fixture(scope="module")
 def figures(default_lm, tiny_lm, tmp_path_factory):
     """Every figure the package draws: the real model where its labels matter, tiny random models elsewhere."""
-    from ffn_widgets.analysis.neuron_card import neuron_card
     from ffn_widgets.analysis.knowledge import knowledge_experiment, knowledge_neurons
+    from ffn_widgets.analysis.neuron_card import neuron_card
     from ffn_widgets.analysis.scaling import SliderEngine
-    from ffn_widgets.tracing.average import average
     from ffn_widgets.memories.mining import mine_triggers
+    from ffn_widgets.tracing.average import average
 
     lm = default_lm
     trace = fw.causal_trace(lm, "The iPod was developed by", "The iPod", kind="all", samples=2, progress=False)
