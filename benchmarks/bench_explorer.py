@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from ipywidgets.widgets.widget import _remove_buffers
 
 import ffn_widgets as fw  # noqa: E402
+from ffn_widgets.analysis.prompt_summary import summarize  # noqa: E402
 from ffn_widgets.widgets import payload as P  # noqa: E402
 from ffn_widgets.widgets.serialize import nbytes  # noqa: E402
 
@@ -83,17 +84,17 @@ def main():
         times["forward"].append(timed(lambda: lm.model(input_ids=tokens[None], use_cache=False))[0])
 
         def payload():
-            c = P.compute(lm, prompt, None, 8)
+            c = summarize(lm, prompt, None, 8)
             data = P.run_payload(lm, c)
             _remove_buffers({"data": data}), json.dumps({k: v for k, v in data.items() if k in ("tokens", "predictions")})
             return c
 
         t, c = timed(payload)
         times["payload"].append(t)
-        P._value_cache.pop(lm, None)
+        lm.forget()
         times["values_cold"].append(timed(lambda: _remove_buffers({"v": P.value_payload(lm, c)}))[0])
         times["values_warm"].append(timed(lambda: P.value_payload(lm, c))[0])
-        P._value_cache.pop(lm, None)
+        lm.forget()
         times["widget"].append(timed(lambda: setattr(ex, "prompt", prompt))[0])  # everything, cold value cache
     med = {k: statistics.median(v) for k, v in times.items()}
     fwd = med["forward"]

@@ -91,6 +91,10 @@ class LM:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def forget(self) -> None:
+        """Drop everything :meth:`memo` remembers (benchmarks time the cold paths)."""
+        self._memo = {}
+
     @property
     def fingerprint(self) -> str:
         """A hash of the weights' content, the same in every process: keys caches on disk."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 import traitlets
 
 from ..analysis.neurons import NeuronRanking, top_neurons
+from ..analysis.prompt_summary import PromptSummary, summarize
 from ..model import LM, InputError
 from .base import ViewWidget, handles
-from .payload import Computed, compute, run_payload, value_payload
+from .payload import run_payload, value_payload
 from .serialize import pack
 
 STATS = ("max_act", "contrib", "neuron")
@@ -43,7 +44,7 @@ class PromptView(ViewWidget):
             raise InputError(f"Pass a model loaded with fw.load_model(), got {type(lm).__name__}.")
         super().__init__(**kwargs)
         self.lm, self.k = lm, k
-        self.computed: Computed | None = None
+        self.computed: PromptSummary | None = None
         lm.encode(prompt)  # bad prompts fail here, before any widget is shown
         self.target = "" if target is None else (target if isinstance(target, str) else lm.resolve_target(target)[1])
         self.prompt = prompt  # runs the model (observer)
@@ -84,7 +85,7 @@ class PromptView(ViewWidget):
             source = self.prompt if rerun or self.computed is None else self.computed.run
             run = self.lm.run(source) if isinstance(source, str) else source
             step("Logit lens and contributions")
-            c = compute(self.lm, run, self.target or None, self.k, lens=self._with_lens, top=self._with_top)
+            c = summarize(self.lm, run, self.target or None, self.k, lens=self._with_lens, top=self._with_top)
             self.computed = c
             with self.hold_sync():  # the browser gets the moved selection together with the new tokens
                 if self.cell and rerun:
@@ -139,30 +140,8 @@ class PromptView(ViewWidget):
 
     def heatmap_figure(self, stat: str | None = None):
         """The activation heatmap as a plotly figure (tokens × layers, coloured by the statistic)."""
-        import plotly.graph_objects as go
-
-        from ..analysis.neurons import layer_contributions
-        from ..figure_layout import clip, integer_ticks, sized
-        from ..figure_layout import title as figure_title
-
-        stat = stat or self.stat
-        run, c = self.computed.run, self.computed
-        if stat == "contrib":
-            z, title, scale = layer_contributions(self.lm, run, c.target_id), f"MLP → logit of {c.target_text!r}", "RdBu_r"
-        elif stat == "neuron" and self.neuron:
-            layer, n = self.neuron["layer"], self.neuron["neuron"]
-            z = run.activations.new_full((self.lm.n_layers, run.n_tokens), float("nan"))
-            z[layer] = run.activations[layer, :, n]
-            title, scale = f"activation of L{layer}.N{n}", "Blues"
-        else:
-            z, title, scale = run.activations.abs().amax(-1), "max |activation| in the layer", "Blues"
-        x = [f"{i}:{t}" for i, t in enumerate(run.tokens)]
-        fig = go.Figure(go.Heatmap(z=z.detach().numpy(), x=x, y=list(range(self.lm.n_layers)), colorscale=scale,
-                                   zmid=0 if stat == "contrib" else None,
-                                   colorbar={"title": {"text": title, "side": "right"}}))
-        fig.update_layout(title=figure_title(f"{title}: {clip(run.prompt)!r}"), xaxis_title="token",
-                          yaxis={"title": "layer", **integer_ticks(self.lm.n_layers)})
-        return sized(fig, 16 * self.lm.n_layers)
+        neuron = (self.neuron["layer"], self.neuron["neuron"]) if self.neuron else None
+        return self.computed.figure(stat or self.stat, neuron)
 
 
 class ActivationHeatmap(PromptView):
