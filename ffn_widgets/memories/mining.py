@@ -31,7 +31,7 @@ import torch
 from ..model import InputError, Intervention
 from ..model.hooks import hooked
 from ..model.lm import LM
-from ..model.loading import _dtype, cache_dir
+from ..model.loading import as_dtype, cache_dir
 from .corpus import Corpus, load_corpus
 from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
 
@@ -54,7 +54,7 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
     for name, value, low in (("k", k, 1), ("batch_tokens", batch_tokens, 1), ("max_tokens", max_tokens, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise InputError(f"{name} must be a positive integer, got {value!r}.")
-    run_dtype = lm.dtype if dtype is None else _dtype(dtype)
+    run_dtype = lm.dtype if dtype is None else as_dtype(dtype)
     params = {"k": k, "dtype": str(run_dtype).replace("torch.", ""), "max_tokens": max_tokens,
               "batch_tokens": batch_tokens}
     final = Path(path) if path is not None else default_index_path(lm, corpus, **params)

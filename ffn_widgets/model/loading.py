@@ -29,7 +29,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FFN_WIDGETS_CACHE") or Path.home() / ".cache" / "ffn_widgets")
 
 
-def _dtype(dtype) -> torch.dtype:
+def as_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -46,7 +46,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, model=None, tok
     ``load_model()`` gives the default model offline; ``load_model("gpt2")`` or a local folder any HF
     causal LM; ``load_model(model=m, tokenizer=t)`` wraps a pair you already have.
     """
-    dtype = _dtype(dtype)
+    dtype = as_dtype(dtype)
     if model is not None:
         if tokenizer is None:
             raise InputError("Pass the tokenizer too: load_model(model=m, tokenizer=t).")
