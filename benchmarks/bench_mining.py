@@ -22,7 +22,7 @@ import torch
 
 import ffn_widgets as fw
 from ffn_widgets.memories.corpus import Corpus
-from ffn_widgets.memories.mining import _Miner, model_fingerprint
+from ffn_widgets.memories.mining import Miner
 
 
 def rss_mb() -> float:
@@ -31,7 +31,7 @@ def rss_mb() -> float:
 
 def throughput(lm, corpus, tokens: int, repeats: int) -> dict:
     params = {"k": 25, "dtype": str(lm.dtype).replace("torch.", ""), "max_tokens": 128, "batch_tokens": 2048}
-    miner = _Miner(lm, corpus, params, Path(tempfile.mkdtemp()) / "x", model_fingerprint(lm))
+    miner = Miner(lm, corpus, params, Path(tempfile.mkdtemp()) / "x", lm.fingerprint)
     sizes = [len(b) * miner._length(b) for b in miner.batches]
     step = max(1, round(sum(sizes) / tokens))
     batches = miner.batches[::step]

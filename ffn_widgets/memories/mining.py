@@ -32,11 +32,10 @@ from ..model import InputError, Intervention
 from ..model.hooks import hooked
 from ..model.lm import LM
 from ..model.loading import as_dtype, cache_dir
+from .bookkeeping import LOW, PAD, add_histogram, decode_keys, encode_keys, merge_topk
 from .corpus import Corpus, load_corpus
-from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, N_MAG, SUB_BINS, VERSION, TriggerIndex
+from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, SUB_BINS, VERSION, TriggerIndex
 
-_PAD = torch.iinfo(torch.int64).min  # empty top-k slot (fewer than k tokens seen)
-_LOW = 2 ** 32  # key = ordered activation * 2^32 + (2^32 - 1 - corpus position)
 _STATIC = ("token_ids", "token_ends", "sentence_offsets")
 _STATE = ("top_activation", "top_sentence", "top_position", "histogram")
 
@@ -63,7 +62,7 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
         _remove(_partial(final))
     elif (final / "manifest.json").exists():
         return TriggerIndex.load(final)
-    miner = _Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
+    miner = Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
                    fingerprint=lm.fingerprint)
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
 
@@ -77,101 +76,6 @@ def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: i
 
 def _converted(lm: LM, dtype: torch.dtype) -> LM:
     return LM(copy.deepcopy(lm.model).to(dtype), lm.tokenizer, lm.name)
-
-
-# ---- keys: one int64 per (activation, corpus position), ordered like the ranking ----------------
-def _ordered(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> int32 with the same order (negatives flipped)."""
-    b = x.contiguous().view(torch.int32)
-    return torch.where(b >= 0, b, b ^ 0x7FFFFFFF)
-
-
-def _keys(values: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
-    return _ordered(values).to(torch.int64) * _LOW + (_LOW - 1 - gidx)
-
-
-def _decode(keys: torch.Tensor, offsets: torch.Tensor):
-    """Keys ``[..., k]`` -> (activation float32, sentence int32, position int32); empty slots -> -inf, -1, -1."""
-    pad = keys == _PAD
-    gidx = _LOW - 1 - torch.remainder(keys, _LOW)
-    sentence = torch.searchsorted(offsets, gidx, right=True) - 1
-    position = gidx - offsets[sentence.clamp(min=0)]
-    return (_decode_values(keys), torch.where(pad, -1, sentence).to(torch.int32),
-            torch.where(pad, -1, position).to(torch.int32))
-
-
-def _encode(value, sentence, position, offsets: torch.Tensor) -> torch.Tensor:
-    value, sentence, position = (torch.as_tensor(np.array(a)) for a in (value, sentence, position))
-    pad = sentence < 0
-    gidx = offsets[sentence.clamp(min=0).long()] + position.long()
-    return torch.where(pad, _PAD, _keys(value.float(), gidx))
-
-
-# ---- histogram bins straight from the float's bits: sign, exponent, top 2 mantissa bits ---------
-def _bin_table() -> torch.Tensor:
-    """Bin of each ``float32 bits >> 21`` code in -1024..1023, stored at ``code & 2047`` (negative codes
-    from the end)."""
-    code = torch.cat([torch.arange(0, 1024), torch.arange(-1024, 0)]).to(torch.int32)
-    mag = ((code & 1023) - ((127 + MIN_EXP) * SUB_BINS) + 1).clamp(0, N_MAG)
-    return torch.where(code < 0, N_MAG - mag, N_MAG + mag).to(torch.int32)
-
-
-_BIN_TABLE = _bin_table()
-assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2 mantissa bits"
-
-
-def _add_histogram(counts: torch.Tensor, x: torch.Tensor, neuron_offset: torch.Tensor) -> None:
-    """Add the (neuron, bin) counts of float32 activations ``[N, d]`` to ``counts`` ``[d * N_BINS]``."""
-    code = (x.view(torch.int32) >> 21).view(-1) & 2047
-    index = torch.index_select(_BIN_TABLE, 0, code).view(x.shape)
-    index += neuron_offset
-    if x.shape[0] < N_BINS:  # few tokens: scatter them; a full bincount would cost more than the data
-        counts.index_add_(0, index.view(-1), _ONE.expand(index.numel()))
-    else:
-        counts += torch.bincount(index.view(-1), minlength=counts.numel())
-
-
-_ONE = torch.ones(1, dtype=torch.int64)
-
-
-def _merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
-    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``.
-
-    Only values at least the neuron's current k-th best can enter, and at least the batch's own k-th
-    best (ties included); they are few, so they are merged per affected neuron instead of ranking the
-    whole batch.
-    """
-    d, k = keys.shape
-    floor = _decode_values(keys[:, -1])
-    qualify = x >= floor
-    if x.shape[0] > k and int(qualify.sum()) > x.numel() // 8:
-        # early batches: raise the bar to the k-th best of the maxima of 4k groups of rows (k distinct
-        # entries reach it, so the batch's own top k, ties included, all do)
-        groups = min(4 * k, x.shape[0])
-        n = x.shape[0] // groups * groups
-        floor = torch.maximum(floor, x[:n].view(groups, n // groups, d).amax(1).topk(k, dim=0).values[-1])
-        qualify = x >= floor
-    token, neuron = qualify.nonzero(as_tuple=True)
-    if neuron.numel() == 0:
-        return keys
-    neuron, order = torch.sort(neuron, stable=True)  # grouped by neuron
-    token = token[order]
-    counts = torch.bincount(neuron, minlength=d)
-    starts = torch.cumsum(counts, 0) - counts
-    affected = counts.nonzero().squeeze(1)
-    row = (torch.cumsum(counts > 0, 0) - 1)[neuron]
-    slot = torch.arange(neuron.numel()) - starts[neuron]
-    candidates = torch.full((affected.numel(), int(counts.max())), _PAD, dtype=torch.int64)
-    candidates[row, slot] = _keys(x[token, neuron], gidx[token])
-    out = keys.clone()
-    out[affected] = torch.cat([keys[affected], candidates], 1).topk(k, dim=1).values
-    return out
-
-
-def _decode_values(keys: torch.Tensor) -> torch.Tensor:
-    o32 = torch.div(keys, _LOW, rounding_mode="floor").to(torch.int32)
-    value = torch.where(o32 >= 0, o32, o32 ^ 0x7FFFFFFF).view(torch.float32)
-    return torch.where(keys == _PAD, float("-inf"), value)
 
 
 # ---- the mining run -----------------------------------------------------------------------------
@@ -207,19 +111,20 @@ def _interrupt_after_batch():
         raise KeyboardInterrupt
 
 
-class _Miner:
+class Miner:
+    """One mining run over a corpus: streams batches through the model, checkpoints, writes the index."""
     def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str):
         self.lm, self.corpus, self.params, self.final = lm, corpus, params, final
         self.fingerprint = fingerprint
         self.lead, self.ids, self.ends, offsets = _tokenize(lm.tokenizer, corpus.sentences, params["max_tokens"])
         self.offsets = torch.as_tensor(offsets)
-        if self.offsets[-1] >= _LOW:
-            raise InputError(f"The corpus has {int(self.offsets[-1]):,} tokens; at most {_LOW - 1:,} can be mined.")
+        if self.offsets[-1] >= LOW:
+            raise InputError(f"The corpus has {int(self.offsets[-1]):,} tokens; at most {LOW - 1:,} can be mined.")
         self.batches = _plan(np.diff(offsets), params["batch_tokens"], len(self.lead))
         self.neuron_offset = torch.arange(lm.d_mlp, dtype=torch.int32) * N_BINS
 
     def fresh(self) -> _State:
-        keys = torch.full((self.lm.n_layers, self.lm.d_mlp, self.params["k"]), _PAD, dtype=torch.int64)
+        keys = torch.full((self.lm.n_layers, self.lm.d_mlp, self.params["k"]), PAD, dtype=torch.int64)
         return _State(keys, torch.zeros(self.lm.n_layers, self.lm.d_mlp * N_BINS, dtype=torch.int64), 0, 0)
 
     def run(self, resume, progress, checkpoint_seconds, max_batches) -> TriggerIndex:
@@ -268,8 +173,8 @@ class _Miner:
         def record(layer):
             def fn(acts):
                 x = acts[:, lead:].reshape(-1, acts.shape[-1]).float().contiguous()
-                _add_histogram(state.counts[layer], x, self.neuron_offset)
-                state.keys[layer] = _merge_topk(state.keys[layer], x, flat)
+                add_histogram(state.counts[layer], x, self.neuron_offset)
+                state.keys[layer] = merge_topk(state.keys[layer], x, flat)
                 return acts
             return fn
 
@@ -300,7 +205,7 @@ class _Miner:
                 "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def _state_arrays(self, state: _State) -> dict[str, np.ndarray]:
-        value, sentence, position = _decode(state.keys, self.offsets)
+        value, sentence, position = decode_keys(state.keys, self.offsets)
         counts = state.counts.reshape(self.lm.n_layers, self.lm.d_mlp, N_BINS)
         if int(counts.max()) < 2 ** 31:
             counts = counts.to(torch.int32)
@@ -343,7 +248,7 @@ class _Miner:
                 and m["progress"]["batches"] == len(self.batches))
         if not same:
             return None
-        keys = _encode(index.values, index.sentence_ids, index.positions, self.offsets)
+        keys = encode_keys(index.values, index.sentence_ids, index.positions, self.offsets)
         counts = torch.from_numpy(np.array(index.counts, dtype=np.int64)).reshape(self.lm.n_layers, -1)
         return _State(keys, counts, m["progress"]["batches_done"], m["progress"]["tokens_done"])
 
