@@ -37,4 +37,4 @@ def test_the_trace_heatmaps_fill_in_and_an_mlp_click_lists_neurons(lab):
     page.wait_for_selector(".fw-trace-neurons tbody tr", state="visible")
     assert lab.kernel_json("tr.selected") == {"kind": "mlp", "layer": layer, "token": token}
     shown = page.evaluate("() => [...document.querySelectorAll('.fw-trace-neurons tbody tr')].map(r => +r.dataset.neuron)")
-    assert shown == lab.kernel_json("[int(n) for n in fw.widgets.arrays.unpack(tr.neurons['neurons'])]")
+    assert shown == lab.kernel_json("[int(n) for n in fw.widgets.unpack(tr.neurons['neurons'])]")
