@@ -1,5 +1,5 @@
 """anywidget views. ``ViewWidget`` is the platform (see ``base.py``); each module here is one view and
-holds no science: it calls an analysis and packs the result with :func:`arrays.pack`."""
+holds no science: it calls an analysis and packs the result (``serialize.pack``, ``payload``)."""
 from .base import ViewWidget, bundle_built, handles
 from .explorer import Explorer
 from .neuron_list import NeuronList
