@@ -93,8 +93,7 @@ def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = No
                 run=None) -> NeuronCardData:
     """The card's contents for one neuron. ``target`` defaults to the model's own next-token prediction;
     ``run`` (an ``lm.run`` of ``prompt``) can be passed to reuse a forward pass."""
-    lm.check_layer(layer)
-    lm.check_neuron(neuron)
+    lm.check_unit((layer, neuron))
     card = NeuronCardData(layer, neuron, value_tokens(lm, layer, neuron, k=k))
     if index is not None:
         if (index.n_layers, index.d_mlp) != (lm.n_layers, lm.d_mlp):

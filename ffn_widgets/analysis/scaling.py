@@ -104,9 +104,7 @@ class SliderEngine:
             raise InputError("scales must be a mapping {(layer, neuron): scale}.")
         clean = {}
         for key, scale in scales.items():
-            if not (isinstance(key, tuple) and len(key) == 2):
-                raise InputError(f"Keys are (layer, neuron) pairs, got {key!r}.")
-            layer, neuron = self.lm.check_layer(key[0]), self.lm.check_neuron(key[1])
+            layer, neuron = self.lm.check_unit(key)
             try:
                 scale = float(scale)
             except (TypeError, ValueError):

@@ -60,8 +60,7 @@ def value_logits(lm: LM, layer: int, neurons=None) -> torch.Tensor:
 
 def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:
     """Top promoted and suppressed tokens of one neuron's value vector."""
-    lm.check_layer(layer)
-    lm.check_neuron(neuron)
+    lm.check_unit((layer, neuron))
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     logits = value_logits(lm, layer, [neuron])[0]

@@ -184,7 +184,7 @@ class LM:
     def check_unit(self, unit) -> tuple[int, int]:
         """A ``(layer, neuron)`` pair, checked (messages say what is allowed)."""
         if not (isinstance(unit, tuple) and len(unit) == 2):
-            raise InputError(f"Neurons are (layer, neuron) pairs, got {unit!r}.")
+            raise InputError(f"Neurons are given as (layer, neuron) pairs, got {unit!r}.")
         return self.check_layer(unit[0]), self.check_neuron(unit[1])
 
     # ---- tokens --------------------------------------------------------------------------

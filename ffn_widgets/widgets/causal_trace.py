@@ -159,7 +159,7 @@ class CausalTrace(ViewWidget):
 
     @handles("select_neuron")
     def _on_select_neuron(self, msg):
-        layer, neuron = self.lm.check_layer(int(msg["layer"])), self.lm.check_neuron(int(msg["neuron"]))
+        layer, neuron = self.lm.check_unit((int(msg["layer"]), int(msg["neuron"])))
         self.selected = {**self.selected, "neuron": neuron, "neuron_layer": layer}
         self._neuron_selected(layer, neuron)
 

@@ -56,7 +56,7 @@ class NeuronList(ViewWidget):
 
     @handles("select_neuron")
     def _on_select(self, msg):
-        layer, neuron = self.lm.check_layer(int(msg["layer"])), self.lm.check_neuron(int(msg["neuron"]))
+        layer, neuron = self.lm.check_unit((int(msg["layer"]), int(msg["neuron"])))
         self.selected = {"layer": layer, "neuron": neuron}
         self._neuron_selected(layer, neuron)
 

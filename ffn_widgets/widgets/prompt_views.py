@@ -115,8 +115,7 @@ class PromptView(ViewWidget):
 
     def select_neuron(self, layer: int, neuron: int) -> None:
         """Show this neuron's activations in the heatmap and tell the ``on_neuron_selected`` callbacks."""
-        self.lm.check_layer(layer)
-        self.lm.check_neuron(neuron)
+        self.lm.check_unit((layer, neuron))
         self._send_neuron(layer, neuron)
         self.stat = "neuron"
         self._neuron_selected(layer, neuron)

@@ -79,8 +79,7 @@ class NeuronSliders(ViewWidget):
         items = as_neuron_list(layer_or_neurons if neuron is None else [(layer_or_neurons, neuron)])
         rows, scales = list(self.neurons), list(self.scales)
         for layer, n in items:
-            self.lm.check_layer(layer)
-            self.lm.check_neuron(n)
+            self.lm.check_unit((layer, n))
             if (layer, n) in self.neuron_list:
                 continue
             promotes = [tok for tok, _ in value_tokens(self.lm, layer, n, k=3).top]
