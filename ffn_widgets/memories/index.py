@@ -26,7 +26,7 @@ import numpy as np
 
 from ..model import InputError
 
-FORMAT = "ffn_widgets.memories.mining"
+FORMAT = "ffn_widgets.triggers"  # the on-disk format's name (not a module path)
 VERSION = 1
 SUB_BINS, MIN_EXP, MAX_EXP = 4, -8, 8
 N_MAG = (MAX_EXP - MIN_EXP) * SUB_BINS  # magnitude bins per sign
