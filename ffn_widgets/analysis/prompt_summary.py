@@ -64,7 +64,8 @@ class PromptSummary:
             z[layer] = run.activations[layer, :, n]
             title, scale = f"activation of L{layer}.N{n}", "Blues"
         else:
-            z, title, scale = run.activations.abs().amax(-1), "max |activation| in the layer", "Blues"
+            z = self.max_act if self.max_act is not None else run.activations.abs().amax(-1)
+            title, scale = "max |activation| in the layer", "Blues"
         x = [f"{i}:{t}" for i, t in enumerate(run.tokens)]
         fig = go.Figure(go.Heatmap(z=z.detach().numpy(), x=x, y=list(range(n_layers)), colorscale=scale,
                                    zmid=0 if stat == "contrib" else None,
