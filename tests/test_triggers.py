@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,13 @@ def test_cached_triggers_opens_only_finished_indexes(tiny_lm, corpus, tmp_path, 
     assert fw.cached_triggers(tiny_lm, corpus.head(5), k=3) is None
     bf16 = mine_triggers(tiny_lm, corpus.head(5), k=3, dtype="bfloat16", progress=False)
     assert fw.cached_triggers(tiny_lm, corpus.head(5), k=3).path == bf16.path
+    # an index of an older format in the cache is not offered, and mining replaces it with an equal fresh one
+    before, manifest = np.array(done.values), Path(done.path) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"ffn_widgets.triggers"', '"an.older.format"'))
+    assert fw.cached_triggers(tiny_lm, corpus.head(6), k=3) is None
+    again = mine_triggers(tiny_lm, corpus.head(6), k=3, progress=False)
+    np.testing.assert_array_equal(again.values, before)
+    assert fw.cached_triggers(tiny_lm, corpus.head(6), k=3).path == again.path
 
 
 def test_bfloat16_mining_records_dtype_and_leaves_model(tiny_lm, corpus, tmp_path):

@@ -243,5 +243,8 @@ def cached_triggers(lm, corpus=None, k: int = 25, max_tokens: int = 128, batch_t
     for dtype in dict.fromkeys((str(lm.dtype).replace("torch.", ""), "float32", "bfloat16")):
         path = default_index_path(lm, corpus, k=k, dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens)
         if (path / "manifest.json").exists():
-            return TriggerIndex.load(path)
+            try:
+                return TriggerIndex.load(path)
+            except InputError:  # an older format: not usable, so not there
+                continue
     return None

@@ -61,7 +61,13 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
         _remove(final)
         _remove(_partial(final))
     elif (final / "manifest.json").exists():
-        return TriggerIndex.load(final)
+        try:
+            return TriggerIndex.load(final)
+        except InputError:
+            if path is not None:  # the user's own folder: say so, touch nothing
+                raise
+            _remove(final)  # an index of an older format in our own cache: mine it again
+            _remove(_partial(final))
     miner = Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
                    fingerprint=lm.fingerprint)
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
