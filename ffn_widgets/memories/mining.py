@@ -18,10 +18,8 @@ import copy
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch
 
 from ..model import InputError, Intervention
 from ..model.hooks import hooked
+from ..model.interrupts import deferred_interrupt
 from ..model.lm import LM
 from ..model.loading import as_dtype, cache_dir
 from .bookkeeping import LOW, PAD, add_histogram, decode_keys, encode_keys, merge_topk
@@ -93,30 +92,6 @@ class _State:
         self.dirty = False
 
 
-@contextmanager
-def _interrupt_after_batch():
-    """Hold Ctrl-C (a notebook's interrupt) until the running batch is complete, so the state stays
-    consistent and can be checkpointed; a second Ctrl-C aborts at once (the last checkpoint stays)."""
-    pending = []
-
-    def hold(signum, frame):
-        if pending:
-            raise KeyboardInterrupt
-        pending.append(signum)
-
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-    except ValueError:  # not the main thread: signals cannot arrive here anyway
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
-
-
 class Miner:
     """One mining run over a corpus: streams batches through the model, checkpoints, writes the index."""
     def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str):
@@ -145,7 +120,7 @@ class Miner:
             stop = min(stop, state.batches_done + max_batches)
         try:
             for b in range(state.batches_done, stop):
-                with _interrupt_after_batch():
+                with deferred_interrupt():
                     self._step(state, self.batches[b])
                 if bar is not None:
                     bar.update(len(self.batches[b]) * self._length(self.batches[b]))

@@ -72,6 +72,7 @@ class LM:
         self._token_text: dict[int, str] = {}
         self._weights = WeightsVersion(model)
         self._memo: dict = {}
+        self._edit_log = None
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
 
     # ---- weights identity ----------------------------------------------------------------
@@ -99,6 +100,16 @@ class LM:
     def fingerprint(self) -> str:
         """A hash of the weights' content, the same in every process: keys caches on disk."""
         return self.memo("fingerprint", lambda: fingerprint(self.model))
+
+    @property
+    def edits(self):
+        """The edit log (:class:`~ffn_widgets.editing.log.EditLog`): every weight edit in order, with
+        undo, reset, save and load. Created on first use (the editing layer is imported only then)."""
+        if self._edit_log is None:
+            from ..editing.log import EditLog  # the one upward reference: the log belongs to the model
+
+            self._edit_log = EditLog(self)
+        return self._edit_log
 
     # ---- modules and weights -------------------------------------------------------------
     @property
@@ -186,6 +197,31 @@ class LM:
         if not (isinstance(unit, tuple) and len(unit) == 2):
             raise InputError(f"Neurons are given as (layer, neuron) pairs, got {unit!r}.")
         return self.check_layer(unit[0]), self.check_neuron(unit[1])
+
+    def find_subject(self, prompt: str, subject: str, after: int = 0) -> tuple[int, int]:
+        """Token range ``[start, stop)`` of the first occurrence of ``subject`` in ``prompt`` at or after
+        character ``after`` (edits read the subject after a prefix that may mention it too)."""
+        if not isinstance(subject, str) or not subject.strip():
+            raise InputError("The subject is empty: give the words of the prompt it names, e.g. 'The Eiffel Tower'.")
+        at = prompt.find(subject, after)
+        if at < 0:
+            low = prompt.lower().find(subject.lower(), after)
+            hint = f" (it does with other capitals: {prompt[low:low + len(subject)]!r})" if low >= 0 else ""
+            raise InputError(f"The subject {subject!r} does not occur in the prompt {prompt[after:]!r}{hint}; "
+                             "give it exactly as written in the prompt.")
+        stop_char = at + len(subject)
+        inside = [i for i, (a, b) in enumerate(self._char_spans(prompt)) if a < stop_char and b > at]
+        if not inside:
+            raise InputError(f"The subject {subject!r} covers no token of the prompt.")
+        return inside[0], inside[-1] + 1
+
+    def _char_spans(self, prompt: str) -> list[tuple[int, int]]:
+        tok = self.tokenizer
+        if getattr(tok, "is_fast", False):
+            return [tuple(s) for s in tok(prompt, return_offsets_mapping=True)["offset_mapping"]]
+        ids = self.encode(prompt).tolist()  # slow tokenizers: lengths of decoded prefixes
+        ends = [len(tok.decode(ids[:i + 1])) for i in range(len(ids))]
+        return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
 
     # ---- tokens --------------------------------------------------------------------------
     def encode(self, prompt: str) -> torch.Tensor:

@@ -25,31 +25,7 @@ def _embedding_sigma(lm: LM) -> float:
 
 def find_subject(lm: LM, prompt: str, subject: str) -> tuple[int, int]:
     """Token range ``[start, stop)`` covering the first occurrence of ``subject`` in ``prompt``."""
-    if not isinstance(subject, str) or not subject.strip():
-        raise InputError("The subject is empty: give the words of the prompt to corrupt, e.g. 'The Eiffel Tower'.")
-    at = prompt.find(subject)
-    if at < 0:
-        hint = ""
-        low = prompt.lower().find(subject.lower())
-        if low >= 0:
-            hint = f" (it does with other capitals: {prompt[low:low + len(subject)]!r})"
-        raise InputError(f"The subject {subject!r} does not occur in the prompt {prompt!r}{hint}; "
-                         "give it exactly as written in the prompt.")
-    stop_char = at + len(subject)
-    spans = _char_spans(lm, prompt)
-    inside = [i for i, (a, b) in enumerate(spans) if a < stop_char and b > at]
-    if not inside:
-        raise InputError(f"The subject {subject!r} covers no token of the prompt.")
-    return inside[0], inside[-1] + 1
-
-
-def _char_spans(lm: LM, prompt: str) -> list[tuple[int, int]]:
-    tok = lm.tokenizer
-    if getattr(tok, "is_fast", False):
-        return [tuple(s) for s in tok(prompt, return_offsets_mapping=True)["offset_mapping"]]
-    ids = lm.encode(prompt).tolist()  # slow tokenizers: lengths of decoded prefixes
-    ends = [len(tok.decode(ids[:i + 1])) for i in range(len(ids))]
-    return [(a, b) for a, b in zip([0] + ends[:-1], ends)]
+    return lm.find_subject(prompt, subject)
 
 
 def checked_target(lm: LM, runs: dict, target, check: bool) -> tuple[int, str]:

@@ -1,0 +1,29 @@
+"""Ctrl-C at a safe point: long loops (mining, statistics) and weight writes hold a notebook's interrupt
+until the running step is complete, so nothing is left half written."""
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+
+@contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C until the ``with`` body is done, then raise it; a second Ctrl-C aborts at once."""
+    pending = []
+
+    def hold(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread: signals cannot arrive here anyway
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
