@@ -38,6 +38,7 @@ _LAZY = {name: module for module, names in {
     "widgets.neuron_card": ["NeuronCard"],
     "widgets.sliders": ["NeuronSliders"],
     "widgets.causal_trace": ["CausalTrace"],
+    "widgets.editor": ["Editor"],
 }.items() for name in names}
 
 

@@ -8,7 +8,7 @@ weights as loaded, so a log of many edits reuses it.
     C = fw.key_statistics(lm, layer=5)                    # default corpus, 100,000 tokens; cached on disk
     Cs = fw.key_statistics(lm, layer=[3, 5, 7])           # one pass for several layers
 
-The corpus is read as a stream of 256-token texts (sentences joined in corpus order). The forward stops
+The corpus is read as a stream of 256-token texts (shorter where the model's context is) (sentences joined in corpus order). The forward stops
 after the deepest wanted layer's MLP input; each batch adds ``Kᵀ K`` to a float64 sum. Checkpoints are
 written atomically every ``checkpoint_seconds``, so an interrupted pass resumes; a corrupt cache file is
 reported and computed again.
@@ -64,7 +64,8 @@ class KeyMoments:
         self.corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
         self.result: dict[int, torch.Tensor] = {}
         self.tokens_done = 0
-        key = f"{lm.edits.base_fingerprint}-{self.corpus.digest}-t{tokens}-w{TEXT_TOKENS}"
+        self.width = text_tokens(lm)
+        key = f"{lm.edits.base_fingerprint}-{self.corpus.digest}-t{tokens}-w{self.width}"
         self.paths = {layer: stats_path(lm, key, layer) for layer in self.layers}
         if force:
             for p in self.paths.values():
@@ -83,7 +84,7 @@ class KeyMoments:
             return
         texts = corpus_texts(self.lm, self.corpus, self.tokens)
         sums, done = self._resume(len(texts))
-        bar = _bar(progress, len(texts) * TEXT_TOKENS, done * TEXT_TOKENS, self.lm.name)
+        bar = _bar(progress, texts.numel(), done * self.width, self.lm.name)
         last_save = time.monotonic()
         try:
             with self.lm.edits.original():
@@ -92,7 +93,7 @@ class KeyMoments:
                     with deferred_interrupt():
                         add_key_moments(self.lm, batch, self.todo, sums)
                         done = start + len(batch)
-                    self.tokens_done = done * TEXT_TOKENS
+                    self.tokens_done = done * self.width
                     if bar is not None:
                         bar.update(batch.numel())
                     if time.monotonic() - last_save > self.checkpoint_seconds and done < len(texts):
@@ -106,7 +107,7 @@ class KeyMoments:
         finally:
             if bar is not None:
                 bar.close()
-        count = len(texts) * TEXT_TOKENS
+        count = texts.numel()
         for layer in self.todo:
             self.result[layer] = sums[layer] / count
             _write(self.paths[layer], {"moment": self.result[layer]}, {"tokens": str(count)})
@@ -128,12 +129,16 @@ class KeyMoments:
         return sums, done
 
 
+def text_tokens(lm: LM) -> int:
+    return min(TEXT_TOKENS, lm.n_ctx)
+
+
 def corpus_texts(lm: LM, corpus: Corpus, tokens: int) -> torch.Tensor:
     """``[n_texts, 256]`` token ids: the corpus's sentences in order, joined by spaces, cut into texts of 256
-    tokens (each led by the tokenizer's BOS where it has one), enough for ``tokens`` tokens."""
+    tokens (or the model's context; each led by the tokenizer's BOS where it has one), for ``tokens`` tokens."""
     lead = lm.tokenizer("a")["input_ids"][:-len(lm.tokenizer("a", add_special_tokens=False)["input_ids"])]
-    width = TEXT_TOKENS - len(lead)
-    n_texts = -(-tokens // TEXT_TOKENS)
+    width = text_tokens(lm) - len(lead)
+    n_texts = -(-tokens // text_tokens(lm))
     stream: list[int] = []
     for i in range(0, len(corpus.sentences), 512):
         chunk = corpus.sentences[i:i + 512]

@@ -55,7 +55,7 @@ def generate_prefixes(lm: LM, lengths=((5, 10), (10, 10)), seed: int = 0, top_k:
                 output = kv.forward(lm.model, new, cache, last_only=True)
                 cache = kv.cache_of(output)
                 logits = output.logits[:, -1].float()
-                logits[:, banned] = float("-inf")
+                logits[:, banned[banned < logits.shape[-1]]] = float("-inf")
                 top = logits.topk(top_k, -1)
                 pick = torch.multinomial(torch.softmax(top.values, -1).cpu(), 1, generator=gen)
                 new = top.indices.gather(1, pick.to(top.indices.device))

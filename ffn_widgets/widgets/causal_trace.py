@@ -12,6 +12,10 @@ the notebook stays responsive and the model is never used from two threads; outs
     tr.wait().figure()                   # the finished TraceSet as a plotly figure
     fw.CausalTrace(lm, prompt, corrupted_prompt="The Colosseum is located in the city of")  # patching
     tr.show_in(explorer)                 # in the explorer's panel; neuron clicks open neuron cards there
+    tr.open_editor(layer=5)              # a ROME editor at that layer, the MLP row as its layer hint
+
+With an MLP cell selected the view offers "Edit here…", which does :meth:`CausalTrace.open_editor`: the editor
+opens in the explorer's panel when the trace is in one, else below the trace (and as ``tr.editor``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import asyncio
 import time
 
 import traitlets
+from ipywidgets import DOMWidget, widget_serialization
 
 from ..analysis.neurons import top_neurons
 from ..model import LM, InputError
@@ -33,6 +38,7 @@ class CausalTrace(ViewWidget):
     grid = traitlets.Dict({}).tag(sync=True)
     neurons = traitlets.Dict({}).tag(sync=True)
     selected = traitlets.Dict({}).tag(sync=True)
+    editor_slot = traitlets.List(traitlets.Instance(DOMWidget)).tag(sync=True, **widget_serialization)
 
     def __init__(self, lm: LM, prompt: str, subject: str | None = None, target=None,
                  corrupted_prompt: str | None = None, kind="all", samples: int = 10, noise: float | None = None,
@@ -45,7 +51,9 @@ class CausalTrace(ViewWidget):
             setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
         else:
             setup = prepare_patch(lm, prompt, corrupted_prompt, target, check_target)
-        self.lm, self.setup = lm, setup
+        self.lm, self.setup, self.subject = lm, setup, subject
+        self.editor = None  # the Editor opened from this trace (open_editor)
+        self._explorer = None
         self.stream = TraceStream(lm, setup, kind, window, progress=False)
         self._steps = self.stream.steps()
         self._status = "waiting"
@@ -157,6 +165,11 @@ class CausalTrace(ViewWidget):
         r = top_neurons(self.lm, self._run, layer, token, k=k, by="contribution", target=self.setup.target_id)
         self.neurons = neuron_rows(r, target=self.setup.target)
 
+    @handles("open_editor")
+    def _on_open_editor(self, msg):
+        layer = msg.get("layer")
+        self.open_editor(None if layer is None else self.lm.check_layer(int(layer)))
+
     @handles("select_neuron")
     def _on_select_neuron(self, msg):
         layer, neuron = self.lm.check_unit((int(msg["layer"]), int(msg["neuron"])))
@@ -168,7 +181,34 @@ class CausalTrace(ViewWidget):
         explorer's ``on_neuron_selected`` callbacks (which open neuron cards)."""
         explorer.show(self, title or f"Causal trace of {self.setup.target!r}")
         self.on_neuron_selected(explorer.select_neuron)
+        self._explorer = explorer
         return self
+
+    # ---- editing where the trace points --------------------------------------------------------
+    def layer_hint(self):
+        """The MLP row of indirect effects (p restored − p corrupted) at the last subject token ``[n_layers]``
+        (NaN where not computed yet), or None when the trace has no MLP kind."""
+        if "mlp" not in self.stream.kinds:
+            return None
+        return self.result["mlp"].indirect[:, self.setup.subject[1] - 1]
+
+    def open_editor(self, layer: int | None = None, **kwargs):
+        """An :class:`~ffn_widgets.Editor` for this prompt and subject at ``layer`` (default: the selected MLP
+        cell's layer), with :meth:`layer_hint` under its layer chooser. Shown in the explorer's panel when this
+        trace is in one, else below the trace; kept as ``self.editor``."""
+        from .editor import Editor
+
+        if layer is None:
+            layer = self.selected.get("layer") if self.selected.get("kind") == "mlp" else None
+        where = "last subject token" if self.setup.corrupted_prompt is None else "last patched token"
+        editor = Editor(self.lm, self.setup.prompt, subject=self.subject, layer=layer, layer_hint=self.layer_hint(),
+                        hint_label=f"MLP indirect effect at the {where}", **kwargs)
+        self.editor = editor
+        if self._explorer is not None:
+            editor.show_in(self._explorer)
+        else:
+            self.editor_slot = [editor]
+        return editor
 
     def _result(self):
         return self.result
