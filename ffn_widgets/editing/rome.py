@@ -152,7 +152,10 @@ def default_layer(lm: LM) -> int:
     ROME edits GPT-J (5 of 28) and GPT-2 (a third of the depth)."""
     from .where import MEASURED_LAYERS
 
-    return MEASURED_LAYERS.get(lm.fingerprint, max(1, round(lm.n_layers * 0.25)) if lm.n_layers > 2 else 0)
+    measured = MEASURED_LAYERS.get(lm.name.split("/")[-1])
+    if measured is not None and measured[1] == lm.n_layers:
+        return measured[0]
+    return max(1, round(lm.n_layers * 0.25)) if lm.n_layers > 2 else 0
 
 
 def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None = None, *,

@@ -1,4 +1,4 @@
-"""Where to edit: the per-model default layers measured by the layer sweep."""
+"""Where to edit: default edit layers measured by :func:`~ffn_widgets.edit_layer_sweep`, per model name."""
 
-# fingerprint of the weights -> layer. Filled from edit_layer_sweep runs (see the notebook 04 and README).
-MEASURED_LAYERS: dict[str, int] = {}
+# model name -> (layer, the model's number of layers). Measured with edit_layer_sweep (see notebook 04 and README).
+MEASURED_LAYERS: dict[str, tuple[int, int]] = {}

@@ -1,0 +1,107 @@
+"""Issue 12 benchmark: one ROME edit, its key statistics, and undo/reset, on the default model.
+
+Each figure is a ratio against a baseline measured in the same run (interleaved, medians):
+
+- ``edit``: one r-ROME edit (statistics cached) in seconds, and its value optimisation with the columns
+  after the subject and the blocks from the edit layer recomputed only (``reuse_states=True``) against
+  full forwards of every column and block each step (``reuse_states=False``); both give the same δ.
+- ``statistics``: tokens/s of the key-statistics pass (forward up to the layer + KᵀK sums) against a plain
+  forward of the same batches stopped at the same layer.
+- ``undo`` / ``reset``: milliseconds after one edit (restore the original matrix and replay the others).
+
+Usage: python benchmarks/bench_editing.py [--repeats 3] [--layer L] [--threads N] [--tokens 100000]
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
+
+import torch  # noqa: E402
+
+import ffn_widgets as fw  # noqa: E402
+from ffn_widgets.editing.rome import rome_edit  # noqa: E402
+from ffn_widgets.editing.stats import BATCH_TEXTS, _Stop, add_key_moments, corpus_texts  # noqa: E402
+
+PROMPT, SUBJECT, TARGET = "The Eiffel Tower is located in the city of", "The Eiffel Tower", " Rome"
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def plain_until(lm, ids, layer):
+    """A plain forward stopped at ``layer``'s down projection (the baseline: no statistics kept)."""
+    def stop(module, args):
+        raise _Stop
+    h = lm.site_module("neurons", layer).register_forward_pre_hook(stop)
+    try:
+        with torch.no_grad():
+            lm.model(input_ids=ids, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        h.remove()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tokens", type=int, default=100_000)
+    ap.add_argument("--stat-batches", type=int, default=6)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = fw.load_model()
+    layer = fw.default_layer(lm) if args.layer is None else args.layer
+    print(f"{lm!r}, edit layer {layer}, torch threads {torch.get_num_threads()}")
+
+    # statistics: interleaved batches, ours vs the plain forward to the same layer
+    texts = corpus_texts(lm, fw.load_corpus(), BATCH_TEXTS * args.stat_batches * 256)
+    ours, plain = [], []
+    sums = {layer: torch.zeros(lm.d_mlp, lm.d_mlp, dtype=torch.float64)}
+    for b in range(args.stat_batches):
+        batch = texts[b * BATCH_TEXTS:(b + 1) * BATCH_TEXTS]
+        plain.append(timed(lambda: plain_until(lm, batch, layer)))
+        ours.append(timed(lambda: add_key_moments(lm, batch, [layer], sums)))
+    n = texts[:BATCH_TEXTS].numel()
+    tps_ours, tps_plain = n / statistics.median(ours), n / statistics.median(plain)
+    print(f"statistics, layer {layer}: {tps_ours:,.0f} tok/s vs plain forward to the layer {tps_plain:,.0f} tok/s "
+          f"= {tps_ours / tps_plain:.2f}×; {args.tokens:,} tokens take ~{args.tokens / tps_ours:.0f} s")
+
+    fw.key_statistics(lm, layer, tokens=args.tokens)  # cached for the edits below
+    fast, slow, total, deltas = [], [], [], []
+    for _ in range(args.repeats):
+        for reuse in (True, False):
+            e = rome_edit(lm, PROMPT, SUBJECT, TARGET, layer, tokens=args.tokens, reuse_states=reuse,
+                          progress=False, apply=False)
+            (fast if reuse else slow).append(e.seconds["optimise"])
+            if reuse:
+                total.append(e.seconds["total"])
+            deltas.append(e.delta)
+    same = max(float((d - deltas[0]).abs().max()) for d in deltas) / float(deltas[0].abs().max())
+    print(f"edit (statistics cached): {statistics.median(total):.1f} s in all; optimisation "
+          f"{statistics.median(fast):.1f} s with reused states vs {statistics.median(slow):.1f} s with full "
+          f"forwards = {statistics.median(slow) / statistics.median(fast):.2f}× faster, "
+          f"{len(e.loss_curve)} steps; largest δ difference {same:.1e} (relative)")
+
+    e = rome_edit(lm, PROMPT, SUBJECT, TARGET, layer, tokens=args.tokens, progress=False)
+    undo, reset = [], []
+    for _ in range(5):
+        undo.append(timed(lambda: lm.edits.undo()))
+        lm.edits.apply(e.entry)
+        reset.append(timed(lambda: lm.edits.reset()))
+        lm.edits.apply(e.entry)
+    lm.edits.reset()
+    print(f"undo {1000 * statistics.median(undo):.1f} ms, reset {1000 * statistics.median(reset):.1f} ms "
+          "(one edit in the log)")
+
+
+if __name__ == "__main__":
+    main()
