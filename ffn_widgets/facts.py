@@ -10,8 +10,18 @@ import json
 from importlib.resources import files
 
 
-def load_facts(relation: str | None = None) -> list[dict]:
-    text = files("ffn_widgets.data").joinpath("facts.jsonl").read_text(encoding="utf-8")
+def load_facts(relation: str | None = None, path=None) -> list[dict]:
+    """The dev facts (or those of a JSON-lines file at ``path``), optionally of one relation."""
+    if path is None:
+        text = files("ffn_widgets.data").joinpath("facts.jsonl").read_text(encoding="utf-8")
+    else:
+        from pathlib import Path
+
+        from .model import InputError
+
+        if not Path(path).is_file():
+            raise InputError(f"No facts file at {path}.")
+        text = Path(path).read_text(encoding="utf-8")
     facts = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [f for f in facts if relation is None or f["relation"] == relation]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..facts import load_facts, target
 from ..model import LM, InputError
+from ..model.long_runs import progress_bar
 from .metrics import fact_scores, generate, harmonic_mean, next_token_dists, ngram_entropy, pair_probs
 from .rome import rome_edit
 from .stats import DEFAULT_TOKENS, KeyMoments
@@ -162,7 +163,7 @@ def evaluate_edits(lm: LM, facts=None, method: str = "r-rome", layer: int | None
     if method not in ("r-rome", "rome"):
         raise InputError(f"method must be 'r-rome' or 'rome' here, got {method!r}.")
     rows = []
-    bar = _bar(progress, len(facts), f"evaluating {method}")
+    bar = progress_bar(progress, len(facts), f"evaluating {method}")
     try:
         for fact in facts:
             rows.append(_evaluate_one(lm, fact, method, layer, fluency_prompts, fluency_tokens, seed, corpus,
@@ -248,7 +249,7 @@ def edit_layer_sweep(lm: LM, facts=None, layers=None, method: str = "r-rome", *,
     for _ in KeyMoments(lm, layers, corpus, tokens).steps(progress):
         pass
     rows = []
-    bar = _bar(progress, len(layers) * len(facts), "layer sweep")
+    bar = progress_bar(progress, len(layers) * len(facts), "layer sweep")
     befores = [fact_scores(lm, f) for f in facts]
     try:
         for layer in layers:
@@ -271,15 +272,7 @@ def edit_layer_sweep(lm: LM, facts=None, layers=None, method: str = "r-rome", *,
 def _facts(facts) -> list[dict]:
     if facts is None:
         return load_facts()
-    if isinstance(facts, (str, bytes)) or hasattr(facts, "__fspath__"):
-        import json
-        from pathlib import Path
-
-        path = Path(facts)
-        if not path.is_file():
-            raise InputError(f"No facts file at {path}.")
-        facts = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    facts = list(facts)
+    facts = load_facts(path=facts) if isinstance(facts, str) or hasattr(facts, "__fspath__") else list(facts)
     if not facts:
         raise InputError("No facts given: pass dicts with prompt, subject, target_true, target_new.")
     for f in facts:
@@ -287,12 +280,3 @@ def _facts(facts) -> list[dict]:
         if missing:
             raise InputError(f"The fact {f.get('prompt', f)!r} lacks {', '.join(missing)}.")
     return facts
-
-
-def _bar(progress, total: int, desc: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc)
-

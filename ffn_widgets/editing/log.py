@@ -28,7 +28,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ..model import InputError
 from ..model.identity import fingerprint
-from ..model.interrupts import deferred_interrupt
+from ..model.long_runs import deferred_interrupt
 
 FORMAT = "ffn_widgets.edit_log"
 VERSION = 1

@@ -26,8 +26,8 @@ import torch
 
 from ..memories.corpus import Corpus, load_corpus
 from ..model import LM, InputError
-from ..model.interrupts import deferred_interrupt
 from ..model.loading import cache_dir
+from ..model.long_runs import deferred_interrupt, progress_bar
 
 DEFAULT_TOKENS = 100_000
 TEXT_TOKENS = 256
@@ -84,7 +84,7 @@ class KeyMoments:
             return
         texts = corpus_texts(self.lm, self.corpus, self.tokens)
         sums, done = self._resume(len(texts))
-        bar = _bar(progress, texts.numel(), done * self.width, self.lm.name)
+        bar = progress_bar(progress, texts.numel(), f"key statistics {self.lm.name}", done * self.width, "tok")
         last_save = time.monotonic()
         try:
             with self.lm.edits.original():
@@ -229,11 +229,3 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
         h.update(k.encode())
         h.update(tensors[k].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _bar(progress, total: int, initial: int, name: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc=f"key statistics {name}")

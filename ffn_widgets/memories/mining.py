@@ -28,9 +28,9 @@ import torch
 
 from ..model import InputError, Intervention
 from ..model.hooks import hooked
-from ..model.interrupts import deferred_interrupt
 from ..model.lm import LM
 from ..model.loading import as_dtype, cache_dir
+from ..model.long_runs import deferred_interrupt, progress_bar
 from .bookkeeping import LOW, PAD, add_histogram, decode_keys, encode_keys, merge_topk
 from .corpus import Corpus, load_corpus
 from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, SUB_BINS, VERSION, TriggerIndex
@@ -114,7 +114,7 @@ class Miner:
         if state is None:
             _remove(partial)
             state = self.fresh()
-        bar = _progress_bar(progress, int(self.offsets[-1]), state.tokens_done, self.lm.name)
+        bar = progress_bar(progress, int(self.offsets[-1]), f"mining {self.lm.name}", state.tokens_done, "tok")
         last_save, stop = time.monotonic(), len(self.batches)
         if max_batches is not None:
             stop = min(stop, state.batches_done + max_batches)
@@ -283,12 +283,6 @@ def _plan(lengths: np.ndarray, batch_tokens: int, lead: int) -> list[np.ndarray]
     return batches
 
 
-def _progress_bar(progress, total: int, initial: int, name: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc=f"mining {name}")
 
 
 def _partial(final: Path) -> Path:

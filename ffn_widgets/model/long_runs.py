@@ -1,5 +1,7 @@
-"""Ctrl-C at a safe point: long loops (mining, statistics) and weight writes hold a notebook's interrupt
-until the running step is complete, so nothing is left half written."""
+"""Long runs (mining, key statistics, evaluations): Ctrl-C at a safe point, and one kind of progress bar.
+
+Loops and weight writes hold a notebook's interrupt until the running step is complete, so nothing is left
+half written."""
 from __future__ import annotations
 
 import signal
@@ -27,3 +29,12 @@ def deferred_interrupt():
             signal.signal(signal.SIGINT, previous)
     if pending:
         raise KeyboardInterrupt
+
+
+def progress_bar(progress, total: int, desc: str, initial: int = 0, unit: str = "it"):
+    """A tqdm bar (notebook-aware) when ``progress`` is true, else None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, unit_scale=unit == "tok", desc=desc)
