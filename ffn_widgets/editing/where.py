@@ -1,4 +1,12 @@
-"""Where to edit: default edit layers measured by :func:`~ffn_widgets.edit_layer_sweep`, per model name."""
+"""Where to edit: default edit layers measured by :func:`~ffn_widgets.edit_layer_sweep`, per model name.
 
-# model name -> (layer, the model's number of layers). Measured with edit_layer_sweep (see notebook 04 and README).
-MEASURED_LAYERS: dict[str, tuple[int, int]] = {}
+SmolLM2-135M-Instruct, layer 4 of 30: in the layer sweep (r-ROME, 6 dev facts of 6 relations, every second
+layer) layers 0–4 form the plateau of success (score S 0.94–0.97, ES 100, NS 100; the differences are one
+paraphrase of twelve), S falls from layer 6 on and edits stop working above layer 22. Layer 4 is also the
+peak of the MLP causal trace at the last subject token (notebook 03), and of the plateau it spills least onto
+other subjects with the same last token (editing "The Eiffel Tower" → Rome moved 2 of 4 other "… Tower"
+prompts at layer 4, 3 of 4 at layers 0 and 2).
+"""
+
+# model name -> (layer, the model's number of layers)
+MEASURED_LAYERS: dict[str, tuple[int, int]] = {"SmolLM2-135M-Instruct": (4, 30)}
