@@ -189,8 +189,18 @@ def test_editor_in_the_explorer(lm):
     assert explorer.shown is ed and "ROME" in explorer.slot_title
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy two-core machine, two threads waiting on each other make the real model's
+    batched forwards many times slower (the notebooks' tip too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.real_model
-def test_real_model_edit_and_undo(default_lm, tmp_path, monkeypatch):
+def test_real_model_edit_and_undo(default_lm, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("FFN_WIDGETS_CACHE", str(tmp_path))
     lm = default_lm
     lm.edits.reset()

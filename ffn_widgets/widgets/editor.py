@@ -71,6 +71,7 @@ class Editor(ViewWidget):
         self.edit = None  # the last RomeEdit this widget made
         self.report = None  # its EditReport
         self._steps = None
+        self._failure: Exception | None = None
         self._task = None
         self._cancel = False
         self._mine: list = []  # log entries made here
@@ -87,8 +88,9 @@ class Editor(ViewWidget):
                 self.hint = {"values": pack(hint, "float32"), "label": hint_label or "layer hint",
                              "peak": int(torch.nan_to_num(hint, nan=-math.inf).argmax())}
             self.title = f"Edit: {prompt}"
+        self._refresh_due = False
         ref = weakref.ref(self)
-        lm.edits.on_change(lambda _log: (w := ref()) is not None and w._log_changed())
+        lm.edits.on_change(lambda _log: (w := ref()) is not None and w._log_changed_soon())
         self._log_changed()
 
     # ---- the Python API ------------------------------------------------------------------------
@@ -113,8 +115,10 @@ class Editor(ViewWidget):
         steps = rome_steps(self.lm, self.prompt, self.subject, self.target, self.layer, method=self.method,
                            seed=self.seed, corpus=self.corpus, tokens=self.tokens)
         first = next(steps)  # the checks of subject, target, layer and dtype run before the first step
-        self._steps, self._cancel, self.curve, self.status = steps, False, [], "running"
-        self._show(first)
+        with self.hold_sync():
+            self._steps, self._cancel, self._failure = steps, False, None
+            self.curve, self.comparison, self.status = [], {}, "running"
+            self._show(first)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -124,8 +128,8 @@ class Editor(ViewWidget):
             return None
         while self._advance():
             pass
-        if self.status == "failed":
-            raise InputError(self.error)
+        if self._failure is not None:
+            raise self._failure
         return self.edit
 
     def cancel(self) -> None:
@@ -192,7 +196,7 @@ class Editor(ViewWidget):
             self.progress = {"message": "Measuring before and after the edit", "fraction": None}
             return True
         except Exception as exc:  # noqa: BLE001 - shown in the widget; rome_steps wrote nothing
-            self._steps, self.status, self.progress = None, "failed", {}
+            self._steps, self._failure, self.status, self.progress = None, exc, "failed", {}
             self.error = describe(exc)
             return False
         self._show(info)
@@ -226,9 +230,24 @@ class Editor(ViewWidget):
             raise InputError("An edit is being computed: wait for it to finish or press Cancel first.")
 
     # ---- the edit log --------------------------------------------------------------------------
+    def _log_changed_soon(self) -> None:
+        """In a kernel, refresh once the running code yields (a sweep's hundreds of edits and undos cost one
+        refresh); elsewhere at once. A closed widget does nothing."""
+        if self.comm is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._log_changed()
+            return
+        if not self._refresh_due:
+            self._refresh_due = True
+            loop.call_soon(self._log_changed)
+
     def _log_changed(self) -> None:
         """Called after every apply, undo, reset and load of ``lm.edits`` (errors shown here, never raised into
         the caller of the log)."""
+        self._refresh_due = False
         try:
             log = self.lm.edits
             rows = []

@@ -101,5 +101,34 @@ describe("causal trace view", () => {
     expect(el.querySelector("i")).toBeNull();
     rows[1].click();
     expect(model.sent.at(-1)).toEqual({ type: "select_neuron", layer, neuron: 9 });
+    const edit = el.querySelector(".fw-trace-edit") as HTMLButtonElement;
+    expect(edit.textContent).toBe(`Edit layer ${layer} here…`);
+    edit.click();
+    expect(model.sent.at(-1)).toEqual({ type: "open_editor", layer });
+  });
+
+  it("draws the editor it opened below the trace through the widget manager", async () => {
+    const made: string[] = [];
+    const model = new FakeModel({ view: "causal_trace", grid: grid([0, 1, 2, 3], "done"), neurons: {}, selected: {}, editor_slot: [] });
+    (model as any).widget_manager = {
+      get_model: async (id: string) => ({ id }),
+      create_view: async (child: { id: string }) => {
+        made.push(child.id);
+        const el = document.createElement("div");
+        el.className = "child-view";
+        el.textContent = child.id;
+        return { el, remove: () => el.remove() };
+      },
+    };
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    const cleanup = render({ model, el });
+    model.set("editor_slot", ["IPY_MODEL_abc"]);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(made).toEqual(["abc"]);
+    expect(el.querySelector(".fw-trace-editor .child-view")!.textContent).toBe("abc");
+    cleanup();
+    expect(el.querySelector(".child-view")).toBeNull();
+    expect(model.listenerCount("change:editor_slot")).toBe(0);
   });
 });

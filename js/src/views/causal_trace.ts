@@ -1,8 +1,9 @@
 // Causal trace: ROME's three heatmaps (hidden state, MLP, attention), tokens down and layers across,
 // filled in as the kernel finishes rows. Hover reads the arrays in the browser; clicking an MLP cell asks
-// the kernel for that layer's neurons at that token, ranked by contribution to the target.
+// the kernel for that layer's neurons at that token, ranked by contribution to the target, and offers
+// "Edit here…": a ROME editor at that layer, drawn below the trace (or in the explorer's panel).
 import { Heatmap, layerLabels, legend, neuronRows, neuronTable } from "../components";
-import { decodeFloat, formatNumber, h, onThemeChange, Packed, readTheme, RenderProps, send, sequential, setText, showToken } from "../core";
+import { childWidgets, decodeFloat, formatNumber, h, onThemeChange, Packed, readTheme, RenderProps, send, sequential, setText, showToken } from "../core";
 
 const TITLES: Record<string, string> = {
   hidden: "Hidden state (one layer restored)",
@@ -36,9 +37,14 @@ export function render({ model, el }: RenderProps) {
   const maps = h("div", { class: "fw-trace-maps", style: { display: "flex", flexWrap: "wrap", gap: "12px" } });
   const neuronTitle = h("span", { class: "fw-title" });
   const table = neuronTable((layer, neuron) => send(model, "select_neuron", { layer, neuron }));
+  const editHere = h("button", { class: "fw-button fw-trace-edit", text: "Edit here…", attrs: { type: "button" },
+    title: "Open a ROME editor for this fact at this layer, with this MLP row as its layer hint",
+    on: { click: () => send(model, "open_editor", { layer: Number(model.get("neurons")?.layer) }) } });
   const neuronPanel = h("div", { class: "fw-panel fw-trace-neurons", style: { display: "none" } }, [
-    h("div", { class: "fw-panel-head" }, [neuronTitle]), table.el,
+    h("div", { class: "fw-panel-head" }, [neuronTitle, editHere]), table.el,
   ]);
+  const editorBox = h("div", { class: "fw-trace-editor" });
+  const editor = childWidgets(model, editorBox);
   el.append(
     h("div", { class: "fw-panel" }, [
       h("div", { class: "fw-panel-head" }, [title, h("span", {}, [status, " ", cancel])]),
@@ -46,6 +52,7 @@ export function render({ model, el }: RenderProps) {
       maps,
     ]),
     neuronPanel,
+    editorBox,
   );
 
   const heatmaps = new Map<string, { box: HTMLElement; map: Heatmap; head: HTMLElement }>();
@@ -158,16 +165,22 @@ export function render({ model, el }: RenderProps) {
     const rows = neuronRows(r);
     setText(neuronTitle, `Layer ${r.layer} neurons at token ${r.position} ${showToken(r.token)}, by contribution to ${showToken(r.target)}`);
     const sel = model.get("selected") ?? {};
+    setText(editHere, `Edit layer ${r.layer} here…`);
     table.update(rows, r.target, sel.neuron !== undefined ? [sel.neuron_layer, sel.neuron] : null);
   };
 
+  const drawEditor = () => void editor.draw((model.get("editor_slot") ?? []).map(String));
+  model.on("change:editor_slot", drawEditor);
   model.on("change:grid", draw);
   model.on("change:neurons", drawNeurons);
   model.on("change:selected", drawNeurons);
   const stopTheme = onThemeChange(draw);
   draw();
   drawNeurons();
+  drawEditor();
   return () => {
+    editor.destroy();
+    model.off("change:editor_slot", drawEditor);
     model.off("change:grid", draw);
     model.off("change:neurons", drawNeurons);
     model.off("change:selected", drawNeurons);
