@@ -62,6 +62,7 @@ class LogEntry:
     version_after: int | None = None  # the model's weights version once this entry was applied
     crc_after: dict[str, int] = field(default_factory=dict)  # checksums of the touched matrices after it
     edit: object | None = None  # the edit object that made it (a RomeEdit...), when made in this process
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # what later edits of its method read (keys)
 
     def row(self) -> dict:
         facts = "; ".join(f"{f.get('subject', '?')} → {f.get('target', '?')!r}" for f in self.facts)
@@ -224,6 +225,8 @@ class EditLog:
         for i, e in enumerate(self.entries):
             for j, d in enumerate(e.deltas):
                 tensors[f"{i}.{j}.left"], tensors[f"{i}.{j}.right"] = d.left.contiguous(), d.right.contiguous()
+            for name, t in e.state.items():
+                tensors[f"{i}.state.{name}"] = t.contiguous()
             entries.append({"method": e.method, "facts": e.facts, "layers": e.layers, "info": _jsonable(e.info),
                             "time": e.time, "paths": [d.path for d in e.deltas], "crc_after": e.crc_after})
         meta = {"format": FORMAT, "version": VERSION, "model": self.lm.name,
@@ -256,8 +259,9 @@ class EditLog:
         for i, e in enumerate(meta["entries"]):
             deltas = [WeightDelta(p, tensors[f"{i}.{j}.left"], tensors[f"{i}.{j}.right"])
                       for j, p in enumerate(e["paths"])]
+            state = {k.split(".", 2)[2]: t for k, t in tensors.items() if k.startswith(f"{i}.state.")}
             loaded.append(LogEntry(e["method"], e["facts"], e["layers"], deltas, e["info"], e["time"],
-                                   crc_after={k: int(v) for k, v in e["crc_after"].items()}))
+                                   crc_after={k: int(v) for k, v in e["crc_after"].items()}, state=state))
         keep = list(self.entries)
         try:
             self._rebuild(loaded, verify=True)

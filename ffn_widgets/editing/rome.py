@@ -222,13 +222,13 @@ def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None
 _PREFIXES: dict[tuple, list[str]] = {}
 
 
-def context_prefixes(lm: LM, lengths=((5, 10), (10, 10)), seed: int = 0) -> list[str]:
+def context_prefixes(lm: LM, lengths=((5, 10), (10, 10)), seed: int = 0, starts: tuple[str, ...] = ()) -> list[str]:
     """The prefixes of ``seed``, written by the model as loaded (edits suspended), so that the same seed gives
     the same prefixes however many edits came before; remembered per weights and seed."""
-    key = (lm.edits.base_fingerprint, tuple(map(tuple, lengths)), seed)
+    key = (lm.edits.base_fingerprint, tuple(map(tuple, lengths)), seed, tuple(starts))
     if key not in _PREFIXES:
         with lm.edits.original():
-            _PREFIXES[key] = generate_prefixes(lm, lengths, seed)
+            _PREFIXES[key] = generate_prefixes(lm, lengths, seed, starts=tuple(starts))
     return list(_PREFIXES[key])
 
 
@@ -278,8 +278,10 @@ class ValueOptimiser:
     """
 
     def __init__(self, lm: LM, contexts: list[str], after: list[int], subject: str, target_ids: list[int],
-                 layer: int, settings: RomeSettings, reuse_states: bool = True):
+                 layer: int, settings: RomeSettings, reuse_states: bool = True, site: str = "down"):
         self.lm, self.layer, self.settings, self.reuse = lm, layer, settings, reuse_states
+        # where δ is added: the down projection's output (ROME) or the block's output, the residual (MEMIT)
+        self.module = lm.site_module("neurons", layer) if site == "down" else lm.blocks[layer]
         self.target_ids = target_ids
         kl_text = settings.kl_prompt.format(subject)
         rows = [lm.encode(c).tolist() + target_ids[:-1] for c in contexts] + [lm.encode(kl_text).tolist()]
@@ -315,17 +317,18 @@ class ValueOptimiser:
         """Without δ: the cache of the columns before S, the edit layer's input in the columns from S
         (reused by every step), the original value at the subject, and the KL prompt's original distribution."""
         lm, layer, seen = self.lm, self.layer, {}
-        down = lm.site_module("neurons", layer)
         with torch.no_grad():
             self.cache = kv.cache_of(self._forward(slice(0, self.S), use_cache=True)) if self.S else None
-            handle = down.register_forward_hook(lambda m, a, out: seen.setdefault("out", out.detach()))
+            handle = self.module.register_forward_hook(
+                lambda m, a, out: seen.setdefault("out", (out[0] if isinstance(out, tuple) else out).detach()))
             try:
                 with hooked(lm, [("resid_pre", layer)]) as got:
                     logits = self._tail_logits(edited=False)
             finally:
                 handle.remove()
         out = seen["out"].reshape(self.ids.shape[0], -1, lm.d_model)
-        self.value_norm = float(out[0, 0].float().norm())
+        self.value = out[0, 0].float()  # the original output at the bare prompt's subject
+        self.value_norm = float(self.value.norm())
         self.kl_init = torch.log_softmax(logits[-1], -1).detach()
         self._base = got["resid_pre", layer]
 
@@ -337,12 +340,14 @@ class ValueOptimiser:
         at = self.S if full else 0  # δ's column in what runs
         handles.append(lm.final_norm.register_forward_hook(lambda m, a, out: seen.setdefault("h", out)))
         if edited:
-            def add_delta(module, args, out):
+            def add_delta(module, args, output):
+                out = output[0] if isinstance(output, tuple) else output
                 flat = out.dim() == 2  # flat MLPs (OPT): [rows * cols, d]
                 x = out.view(self.ids.shape[0], -1, out.shape[-1]) if flat else out
                 x = torch.cat([x[:, :at], x[:, at:at + 1] + self.delta.to(x.dtype), x[:, at + 1:]], 1)
-                return x.reshape(out.shape) if flat else x
-            handles.append(lm.site_module("neurons", self.layer).register_forward_hook(add_delta))
+                x = x.reshape(out.shape) if flat else x
+                return (x,) + tuple(output[1:]) if isinstance(output, tuple) else x
+            handles.append(self.module.register_forward_hook(add_delta))
         try:
             if full:
                 self._forward(slice(0, None))

@@ -38,30 +38,38 @@ def start_token(lm: LM) -> int:
     return 0
 
 
-def generate_prefixes(lm: LM, lengths=((5, 10), (10, 10)), seed: int = 0, top_k: int = 5) -> list[str]:
+def generate_prefixes(lm: LM, lengths=((5, 10), (10, 10)), seed: int = 0, top_k: int = 5,
+                      starts: tuple[str, ...] = ()) -> list[str]:
     """Short texts the model writes itself, each followed by ". ": ``(tokens, how many)`` per group, top-k
-    sampling from a generator seeded with ``seed`` (the global RNG is untouched). Special tokens are never
-    sampled; braces are dropped and blank lines joined, as the reference does."""
+    sampling from a generator seeded with ``seed`` (the global RNG is untouched). With ``starts`` (MEMIT:
+    "The", "Therefore", …) the texts of a group begin with those words in turn, else at the document start.
+    Special tokens are never sampled; braces are dropped and blank lines joined, as the reference does."""
     gen = torch.Generator().manual_seed(int(seed))
     banned = torch.as_tensor(sorted(lm.stop_ids | set(lm.tokenizer.all_special_ids)), device=lm.device)
     out = []
     for length, count in lengths:
-        ids = torch.full((count, 1), start_token(lm), dtype=torch.long, device=lm.device)
-        cache = None
-        new = ids
-        generated = []
-        with torch.no_grad():
-            for _ in range(length):
-                output = kv.forward(lm.model, new, cache, last_only=True)
-                cache = kv.cache_of(output)
-                logits = output.logits[:, -1].float()
-                logits[:, banned[banned < logits.shape[-1]]] = float("-inf")
-                top = logits.topk(top_k, -1)
-                pick = torch.multinomial(torch.softmax(top.values, -1).cpu(), 1, generator=gen)
-                new = top.indices.gather(1, pick.to(top.indices.device))
-                generated.append(new)
-        for row in torch.cat(generated, 1).tolist():
+        if starts:  # rows of different start lengths run one at a time: no padding to get wrong
+            heads = [lm.tokenizer(starts[i % len(starts)], add_special_tokens=False)["input_ids"] for i in range(count)]
+            rows = [head + _sample(lm, [head], length, gen, banned, top_k)[0] for head in heads]
+        else:
+            rows = _sample(lm, [[start_token(lm)]] * count, length, gen, banned, top_k)
+        for row in rows:
             text = lm.tokenizer.decode(row, skip_special_tokens=True)
-            text = text.replace("\n\n", " ").replace("{", "").replace("}", "")
-            out.append(text + ". ")
+            out.append(text.replace("\n\n", " ").replace("{", "").replace("}", "") + ". ")
     return out
+
+
+def _sample(lm: LM, heads: list[list[int]], length: int, gen, banned, top_k) -> list[list[int]]:
+    """``length`` top-k sampled tokens after each head (heads of one length), with a key/value cache."""
+    new, cache, generated = torch.as_tensor(heads, device=lm.device), None, []
+    with torch.no_grad():
+        for _ in range(length):
+            output = kv.forward(lm.model, new, cache, last_only=True)
+            cache = kv.cache_of(output)
+            logits = output.logits[:, -1].float()
+            logits[:, banned[banned < logits.shape[-1]]] = float("-inf")
+            top = logits.topk(top_k, -1)
+            pick = torch.multinomial(torch.softmax(top.values, -1).cpu(), 1, generator=gen)
+            new = top.indices.gather(1, pick.to(top.indices.device))
+            generated.append(new)
+    return torch.cat(generated, 1).tolist()
