@@ -12,7 +12,7 @@ MEMIT, as the reference does it (SCIENCE.md §6):
    0.75‖z‖, prefixes: "{}" and one 10-token text after each of "The", "Therefore", "Because", "I", "You").
 2. For each layer of the range in order, with the earlier layers already updated: the keys K of the facts at
    that layer (prefix-averaged), the residual R = (Z − current z) / (layers left), and
-   ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ solved in float64 (λ = 15,000, GPT-J's).
+   ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ solved in float64 (λ = 15,000, GPT-J's; measured per model where known).
 
 AlphaEdit replaces the λC term by a projection: P = U₀U₀ᵀ onto the eigenvectors of C with eigenvalues below
 2e-2 (directions the layer's keys do not use), and ΔW = R Kᵀ P (P(K Kᵀ + K_p K_pᵀ) + α I)⁻¹ with K_p the keys
@@ -51,7 +51,7 @@ class MemitSettings:
     prefix_lengths: tuple = ((10, 5),)  # one 10-token text after each start word
     prefix_starts: tuple = ("The", "Therefore", "Because", "I", "You")
     kl_prompt: str = "{} is a"
-    mom2_weight: float = 15000.0  # λ
+    mom2_weight: float | None = None  # λ; None: measured per model (editing/where.py), else GPT-J's 15,000
     nullspace_threshold: float = 2e-2
     l2: float = 10.0  # α
 
@@ -93,6 +93,14 @@ def default_layers(lm: LM) -> list[int]:
     """Five layers ending at the default ROME layer (MEMIT: GPT-2 XL 13–17 around its ROME layer 17; GPT-J 3–8)."""
     last = default_layer(lm)
     return list(range(max(0, last - 4), last + 1))
+
+
+def mom2_weight(lm: LM, settings: MemitSettings) -> float:
+    from .where import MEASURED_MOM2_WEIGHTS
+
+    if settings.mom2_weight is not None:
+        return float(settings.mom2_weight)
+    return MEASURED_MOM2_WEIGHTS.get(lm.name.split("/")[-1], 15000.0)
 
 
 def memit_edit(lm: LM, requests, layers=None, **kwargs) -> BatchEdit:
@@ -154,7 +162,7 @@ def batch_steps(lm: LM, requests, layers=None, *, method: str = "memit", seed: i
             R = (Z - block_outputs(lm, requests, last)) / (len(layers) - i)
             C = moments.result[layer]
             if method == "memit":
-                right = torch.linalg.solve(settings.mom2_weight * C + K.T @ K, K.T).T  # [n, d_mlp]
+                right = torch.linalg.solve(mom2_weight(lm, settings) * C + K.T @ K, K.T).T  # [n, d_mlp]
             else:
                 P = null_space_projector(C, settings.nullspace_threshold)
                 A = P @ (K.T @ K + preserved_keys(lm, layer)) + settings.l2 * torch.eye(lm.d_mlp, dtype=torch.float64)

@@ -10,3 +10,8 @@ prompts at layer 4, 3 of 4 at layers 0 and 2).
 
 # model name -> (layer, the model's number of layers)
 MEASURED_LAYERS: dict[str, tuple[int, int]] = {"SmolLM2-135M-Instruct": (4, 30)}
+
+# MEMIT's λ (mom2_update_weight) per model name. SmolLM2-135M-Instruct: with GPT-J's 15,000 the update is too
+# weak on this model's key scale (6 dev facts at layers 0–4: ES 50, PS 33); 1,500 writes them all (ES 100,
+# PS 83, NS 100, ‖ΔW‖ 49); 150 scores the same with a larger update (‖ΔW‖ 58).
+MEASURED_MOM2_WEIGHTS: dict[str, float] = {"SmolLM2-135M-Instruct": 1500.0}
