@@ -13,7 +13,8 @@ one call, one entry), then measures, with every edit of the run still in place:
   same prompt is not expected to survive.
 - ``paraphrase``: PS over all current edits; ``neighbourhood``: NS over all current edits' neighbours
   (as :func:`.metrics.fact_scores`: [P(own object) > P(new)], a neighbour whose own object is the new one
-  left out; also left out: a neighbour prompt that is itself an edited prompt of the run).
+  left out; a neighbour prompt that is itself an edited prompt of the run is scored against the object
+  it was edited to, so NS stays defined when a relation's subjects are all edited).
 - ``kl``: the mean (and ``kl_max``) over ``n_unrelated`` fixed prompts of KL(original ‖ now) of the
   next-token distribution, in nats. The prompts are general sentences about nothing in the facts
   (:data:`UNRELATED_PROMPTS`, or ``unrelated=``): the dev facts' own prompts and neighbours are all
@@ -297,7 +298,6 @@ def _edit(lm, chunk, method, layer, seed, edit_kwargs) -> tuple[list, list[str]]
 
 
 def _measure(lm, current, step, unrelated, before, paths, fluency_tokens, seed) -> dict:
-    edited_prompts = set(current)
     pairs: dict[tuple[str, str], int] = {}
 
     def at(prompt, obj):
@@ -310,7 +310,8 @@ def _measure(lm, current, step, unrelated, before, paths, fluency_tokens, seed) 
         neigh = []
         for n in f.get("neighborhood") or []:
             prompt, own = (n, true) if isinstance(n, str) else (n["prompt"], _obj(n.get("target") or true))
-            if own != new and prompt not in edited_prompts:
+            own = _obj(current[prompt]["target_new"]) if prompt in current else own  # itself edited
+            if own != new:
                 neigh.append((at(prompt, own), at(prompt, new)))
         plan.append((f, (at(f["prompt"], new), at(f["prompt"], true)), para, neigh))
     probs = pair_probs(lm, [p for p, _ in pairs], [t for _, t in pairs]).tolist()

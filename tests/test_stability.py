@@ -1,0 +1,150 @@
+"""Sequential editing on a tiny model: the incremental, batched measurements equal a recount from scratch
+(plain unpadded per-prompt forwards), the weights are left as found, rows stream, bad input is refused."""
+import copy
+
+import pytest
+import torch
+
+import ffn_widgets as fw
+from ffn_widgets.editing.metrics import kl
+from ffn_widgets.editing.rome import RomeSettings
+from ffn_widgets.editing.stability import UNRELATED_PROMPTS, Collapse, stability_facts
+from ffn_widgets.model import InputError
+
+QUICK = dict(settings=RomeSettings(steps=3, prefix_lengths=((3, 2),)), corpus="lee", tokens=512)
+FACTS = [f for f in fw.load_facts() if f["relation"] in ("capital_of", "official_language")][:4]
+
+
+@pytest.fixture
+def lm(tiny_lm_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("FFN_WIDGETS_CACHE", str(tmp_path))
+    base = tiny_lm_factory("llama")
+    return fw.load_model(model=copy.deepcopy(base.model), tokenizer=base.tokenizer)
+
+
+def state(lm):
+    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def plain_p(lm, prompt, obj):
+    """P(obj | prompt) = exp(−mean NLL of the object's tokens), one unpadded forward."""
+    ids = lm.encode(prompt)
+    tids = torch.tensor(lm.target_ids(" " + obj.strip()), device=ids.device)
+    with torch.no_grad():
+        logp = lm.forward(torch.cat([ids, tids])[None])[0].log_softmax(-1)
+    at = torch.arange(len(ids) - 1, len(ids) + len(tids) - 1)
+    return float(torch.exp(logp[at, tids].mean()))
+
+
+def recount(lm, edited: dict, step: int) -> dict:
+    """Retention, efficacy, PS, NS of the facts edited so far (prompt -> (fact, step)), from scratch."""
+    wins = lambda p, a, b: float(plain_p(lm, p, a) > plain_p(lm, p, b))  # noqa: E731
+    earlier = [wins(f["prompt"], f["target_new"], f["target_true"]) for f, s in edited.values() if s < step]
+    now = [wins(f["prompt"], f["target_new"], f["target_true"]) for f, s in edited.values() if s == step]
+    para = [wins(p, f["target_new"], f["target_true"]) for f, _ in edited.values() for p in f["paraphrases"]]
+    own = lambda n: edited[n["prompt"]][0]["target_new"] if n["prompt"] in edited else n["target"]  # noqa: E731
+    neigh = [wins(n["prompt"], own(n), f["target_new"]) for f, _ in edited.values() for n in f["neighborhood"]
+             if own(n) != f["target_new"]]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"retention": mean(earlier), "efficacy": mean(now), "paraphrase": mean(para), "neighbourhood": mean(neigh)}
+
+
+def test_incremental_measurements_equal_a_recount(lm):
+    before = state(lm)
+    unrelated = UNRELATED_PROMPTS[:5]
+    with torch.no_grad():
+        original = torch.stack([lm.forward(lm.encode(p)[None])[0, -1].log_softmax(-1) for p in unrelated]).cpu()
+    plan = stability_facts(FACTS, 6)
+    gen = fw.stability_steps(lm, FACTS, method="r-rome", steps=6, n_unrelated=5, **QUICK)
+    edited, rows = {}, []
+    for step, row in enumerate(gen):  # rows stream: each is measured with the step's edits in place
+        rows.append(row)
+        edited[plan[step]["prompt"]] = (plan[step], step)
+        assert row["step"] == step and row["edits"] == step + 1 and len(lm.edits) == step + 1 - len(row["skipped"])
+        if step in (0, 3, 5):
+            for key, value in recount(lm, edited, step).items():
+                assert row[key] == pytest.approx(value, abs=1e-9), (step, key)
+            with torch.no_grad():
+                now = torch.stack([lm.forward(lm.encode(p)[None])[0, -1].log_softmax(-1) for p in unrelated]).cpu()
+            assert row["kl"] == pytest.approx(float(kl(original, now).mean()), rel=1e-3, abs=1e-6)
+            (path, n0), = row["norm_ratios"].items()
+            w = fw.editing.log.oriented_weight(lm.model.get_submodule(path))
+            assert n0 == pytest.approx(float(w.detach().double().norm() / before[path + ".weight"].double().norm()))
+    assert len(rows) == 6 and rows[0]["retention"] is None and rows[5]["earlier"] == 3  # 4 facts: 5th re-edits 1st
+    assert same(before, state(lm)) and len(lm.edits) == 0  # left as found, bit for bit
+
+
+def test_left_as_found_on_cancel_and_error_unless_kept(lm):
+    fw.rome_edit(lm, FACTS[3]["prompt"], FACTS[3]["subject"], " Tokyo", progress=False, **QUICK)
+    before, entries = state(lm), list(lm.edits.entries)
+    gen = fw.stability_steps(lm, FACTS, steps=3, n_unrelated=3, **QUICK)
+    next(gen)
+    assert not same(before, state(lm))
+    gen.close()  # cancelled between steps
+    assert same(before, state(lm)) and lm.edits.entries == entries
+    with pytest.raises(InputError):  # an error on the way (a subject not in its prompt) also undoes
+        fw.edit_stability(lm, FACTS[:1] + [{**FACTS[1], "subject": "Atlantis"}], n_unrelated=3, progress=False,
+                          **QUICK)
+    assert same(before, state(lm)) and lm.edits.entries == entries
+    run = fw.edit_stability(lm, FACTS[:2], n_unrelated=3, keep_edits=True, progress=False, **QUICK)
+    assert len(lm.edits) == len(entries) + 2 and len(run.rows) == 2
+    lm.edits.reset()
+
+
+def test_run_object_and_collapse(lm):
+    run = fw.edit_stability(lm, FACTS, steps=2, batch=2, n_unrelated=3, progress=False,
+                            collapse=Collapse(kl=0.0), stop_on_collapse=True, **QUICK)
+    assert run.collapsed_at == 0 and len(run.rows) == 1 and "KL" in run.collapse_reason  # any KL > 0 nat
+    assert run.rows[0]["edits"] == 2 and run.summary["collapsed_at"] == 0
+    assert list(run.to_frame()["edits"]) == [2]
+    fig = run.figure()
+    assert len(fig.data) == 7 and "collapse" in repr(run)
+    run = fw.edit_stability(lm, FACTS[:2], n_unrelated=3, progress=False, **QUICK)
+    assert run.collapsed_at is None and len(run.rows) == 2
+
+
+def test_generated_facts():
+    facts = fw.load_facts()
+    plan = stability_facts(facts, 3 * len(facts) + 1, seed=0)
+    assert plan == stability_facts(facts, 3 * len(facts) + 1, seed=0)
+    assert [f["target_new"] for f in plan[:len(facts)]] == [f["target_new"] for f in facts]
+    for f in plan:
+        assert f["target_new"] != f["target_true"]
+        same_relation = {g["target_true"] for g in facts if g["relation"] == f["relation"]}
+        same_relation |= {g["target_new"] for g in facts if g["relation"] == f["relation"]}
+        assert f["target_new"] in same_relation
+    big = [f for f in facts if f["relation"] == "capital_of"]
+    rounds = [stability_facts(big, 3 * len(big))[r * len(big)]["target_new"] for r in range(3)]
+    assert len(set(rounds)) == 3  # a relation with many objects: a new target every round
+    assert plan[len(facts)]["round"] == 1
+
+
+def test_bad_input(lm):
+    for kw in (dict(facts=[]), dict(batch=0), dict(batch=1.5), dict(steps=0), dict(method="prune"),
+               dict(n_unrelated=0)):
+        with pytest.raises(InputError):
+            fw.stability_steps(lm, **{"facts": FACTS, **kw})
+        with pytest.raises(InputError):
+            fw.edit_stability(lm, **{"facts": FACTS, "progress": False, **kw})
+    assert len(lm.edits) == 0
+
+
+@pytest.mark.parametrize("method", ["memit", "alphaedit"])
+def test_batch_methods_one_entry_per_step(lm, method):
+    memit = pytest.importorskip("ffn_widgets.editing.memit")
+    settings = memit.MemitSettings(steps=3, prefix_lengths=((3, 1),), prefix_starts=("The",))
+    before = state(lm)
+    plan, edited = stability_facts(FACTS, 4), {}
+    gen = fw.stability_steps(lm, FACTS, method=method, batch=2, steps=2, layer=[0, 1], n_unrelated=3,
+                             settings=settings, corpus="lee", tokens=512)
+    for step, row in enumerate(gen):
+        for f in plan[2 * step:2 * step + 2]:
+            edited[f["prompt"]] = (f, step)
+        assert len(lm.edits) == step + 1 and row["edits"] == 2 * step + 2 and len(row["norm_ratios"]) == 2
+        for key, value in recount(lm, edited, step).items():
+            assert row[key] == pytest.approx(value, abs=1e-9), (step, key)
+    assert same(before, state(lm)) and len(lm.edits) == 0
