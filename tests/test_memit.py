@@ -131,6 +131,10 @@ def test_bad_batches_name_the_request_and_touch_nothing(fresh):
         memit_edit(lm, [REQUESTS[0], {**REQUESTS[1], "subject": "The Kremlin"}], [1], settings=QUICK, **KW)
     with pytest.raises(InputError, match="Requests 0 and 1 give 'The Eiffel Tower' two targets"):
         memit_edit(lm, [REQUESTS[0], {**REQUESTS[0], "target_new": "Madrid"}], [1], settings=QUICK, **KW)
+    with pytest.raises(InputError, match="Requests 0 and 2 give 'The Eiffel Tower' two targets"):
+        memit_edit(lm, [{**REQUESTS[0], "relation": "city"}, REQUESTS[1],
+                        {**REQUESTS[0], "prompt": "The Eiffel Tower stands in", "target_new": "Oslo", "relation": "city"}],
+                   [1], settings=QUICK, **KW)
     with pytest.raises(InputError, match="layer"):
         memit_edit(lm, REQUESTS, [0, 5], settings=QUICK, **KW)
     with pytest.raises(InputError, match="method"):

@@ -203,11 +203,12 @@ def check_requests(lm: LM, requests) -> list[dict]:
         except InputError as exc:
             raise InputError(f"Request {i} ({r['prompt']!r}): {exc}") from None
         new = target(r["target_new"])
-        if r["subject"] in seen and seen[r["subject"]][1] != new:
-            j, other = seen[r["subject"]]
-            raise InputError(f"Requests {j} and {i} give {r['subject']!r} two targets ({other!r} and {new!r}); "
-                             "one batch can write one object per subject.")
-        seen.setdefault(r["subject"], (i, new))
+        fact = (r["subject"], r.get("relation") or r["prompt"])  # one subject may hold facts of several relations
+        if fact in seen and seen[fact][1] != new:
+            j, other = seen[fact]
+            raise InputError(f"Requests {j} and {i} give {r['subject']!r} two targets ({other!r} and {new!r}) for "
+                             f"the same fact; one batch can write one object per subject and relation.")
+        seen.setdefault(fact, (i, new))
         out.append({"prompt": r["prompt"], "subject": r["subject"], "target_new": new,
                     "target_ids": lm.target_ids(new)})
     return out
