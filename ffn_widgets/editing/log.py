@@ -72,6 +72,25 @@ class LogEntry:
                 **{k: v for k, v in self.info.items() if isinstance(v, (int, float, str))}}
 
 
+class LoggedEdit:
+    """What every edit object shares (``lm`` and ``entry`` attributes): whether its entry is in the log, undo,
+    and ``with``, which undoes it when the block ends, errors included."""
+
+    @property
+    def applied(self) -> bool:
+        return self.entry is not None and self.entry in self.lm.edits.entries
+
+    def undo(self) -> None:
+        self.lm.edits.undo(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.applied:
+            self.undo()
+
+
 def oriented_weight(module: torch.nn.Module) -> torch.Tensor:
     """The weight as ``[out, in]`` (a view: writes reach the parameter; GPT-2's Conv1D stores it transposed)."""
     return module.weight.T if isinstance(module, Conv1D) else module.weight

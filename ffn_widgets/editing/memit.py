@@ -30,8 +30,8 @@ import torch
 from ..facts import load_facts, target
 from ..model import LM, InputError
 from ..model.hooks import hooked
-from .log import LogEntry, WeightDelta
-from .rome import ValueOptimiser, check_float32, context_prefixes, default_layer, subject_keys
+from .log import LogEntry, LoggedEdit, WeightDelta
+from .rome import RomeSettings, ValueOptimiser, check_float32, context_prefixes, default_layer, subject_keys
 from .stats import DEFAULT_TOKENS, KeyMoments
 from .tokens import pad_batch
 
@@ -39,25 +39,20 @@ METHODS = ("memit", "alphaedit")
 
 
 @dataclass(frozen=True)
-class MemitSettings:
-    """The reference defaults (GPT-J), and AlphaEdit's."""
+class MemitSettings(RomeSettings):
+    """The reference defaults (GPT-J), and AlphaEdit's; the value optimisation's fields are ROME's."""
 
     steps: int = 25
-    lr: float = 0.5
-    kl_factor: float = 0.0625
-    weight_decay: float = 0.5
     clamp: float = 0.75
-    stop_loss: float = 0.05
     prefix_lengths: tuple = ((10, 5),)  # one 10-token text after each start word
     prefix_starts: tuple = ("The", "Therefore", "Because", "I", "You")
-    kl_prompt: str = "{} is a"
     mom2_weight: float | None = None  # λ; None: measured per model (editing/where.py), else GPT-J's 15,000
     nullspace_threshold: float = 2e-2
     l2: float = 10.0  # α
 
 
 @dataclass(eq=False)
-class BatchEdit:
+class BatchEdit(LoggedEdit):
     """One MEMIT or AlphaEdit call: its facts, layers, targets and entry in the model's edit log."""
 
     lm: LM
@@ -69,20 +64,6 @@ class BatchEdit:
     losses: list[list[dict]] = field(default_factory=list)  # each fact's optimisation curve
     seconds: dict = field(default_factory=dict)
     entry: LogEntry | None = None
-
-    @property
-    def applied(self) -> bool:
-        return self.entry is not None and self.entry in self.lm.edits.entries
-
-    def undo(self) -> None:
-        self.lm.edits.undo(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.applied:
-            self.undo()
 
     def __repr__(self):
         return (f"BatchEdit({self.method}, {len(self.requests)} facts, layers {self.layers[0]}–{self.layers[-1]}, "

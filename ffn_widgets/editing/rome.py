@@ -31,7 +31,7 @@ import torch
 
 from ..model import LM, InputError, kv
 from ..model.hooks import hooked, start_at
-from .log import LogEntry, WeightDelta
+from .log import LogEntry, LoggedEdit, WeightDelta
 from .stats import DEFAULT_TOKENS, KeyMoments
 from .tokens import generate_prefixes, pad_batch
 
@@ -49,11 +49,12 @@ class RomeSettings:
     clamp: float = 4.0
     stop_loss: float = 0.05
     prefix_lengths: tuple = ((5, 10), (10, 10))  # (tokens, how many)
+    prefix_starts: tuple = ()  # words the prefixes begin with (MEMIT's); none: the document start
     kl_prompt: str = "{} is a"
 
 
 @dataclass(eq=False)
-class RomeEdit:
+class RomeEdit(LoggedEdit):
     """One ROME edit: what was asked, what was computed, and its entry in the model's edit log."""
 
     lm: LM
@@ -80,20 +81,6 @@ class RomeEdit:
     @property
     def update_norm(self) -> float:
         return sum(d.norm for d in self.entry.deltas) if self.entry else float("nan")
-
-    @property
-    def applied(self) -> bool:
-        return self.entry is not None and self.entry in self.lm.edits.entries
-
-    def undo(self) -> None:
-        self.lm.edits.undo(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.applied:
-            self.undo()
 
     def report(self, fact: dict | None = None):
         """Before/after on the prompt, its paraphrases and neighbouring prompts (see :func:`edit_report`)."""
@@ -175,7 +162,7 @@ def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None
 
     yield {"stage": "prefixes", "message": "Writing context prefixes", "fraction": None}
     if prefixes is None:
-        prefixes = context_prefixes(lm, settings.prefix_lengths, seed)
+        prefixes = context_prefixes(lm, settings.prefix_lengths, seed, settings.prefix_starts)
     texts = [""] + [p for p in prefixes]
     seconds["prefixes"] = time.perf_counter() - t0
 
