@@ -33,13 +33,14 @@ _LAZY = {name: module for module, names in {
     "editing.stats": ["key_statistics"],
     "editing.memit": ["memit_edit", "alphaedit_edit", "BatchEdit", "MemitSettings"],
     "editing.evaluate": ["edit_report", "evaluate_edits", "edit_layer_sweep"],
-    "editing.stability": ["edit_stability", "stability_steps", "stability_facts", "StabilityRun"],
+    "editing.stability": ["edit_stability", "stability_steps", "stability_facts", "StabilityRun", "Collapse"],
     "widgets.explorer": ["Explorer"],
     "widgets.prompt_views": ["ActivationHeatmap", "LogitLens"],
     "widgets.neuron_list": ["NeuronList"],
     "widgets.neuron_card": ["NeuronCard"],
     "widgets.sliders": ["NeuronSliders"],
     "widgets.causal_trace": ["CausalTrace"],
+    "widgets.stability": ["StabilityMonitor"],
     "widgets.editor": ["Editor"],
 }.items() for name in names}
 

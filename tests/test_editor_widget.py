@@ -115,12 +115,12 @@ def test_cancel_on_the_event_loop_leaves_the_weights_untouched(lm):
     async def main():
         ed = fw.Editor(lm, PROMPT, SUBJECT, NEW, layer=1, **SMALL)
         assert ed.dispatch({"type": "apply"})
-        assert ed.status == "running" and ed._task is not None  # runs as a task: the kernel stays responsive
+        assert ed.status == "running" and ed._runner.task is not None  # runs as a task: the kernel stays responsive
         assert not ed.dispatch({"type": "reset"}) and "being computed" in ed.error
         while len(ed.curve) < 2:
             await asyncio.sleep(0)
         assert ed.dispatch({"type": "cancel"})
-        await ed._task
+        await ed._runner.task
         return ed
 
     ed = asyncio.run(main())
@@ -129,7 +129,7 @@ def test_cancel_on_the_event_loop_leaves_the_weights_untouched(lm):
 
     async def finish():  # a second Apply after the cancel runs to the end as a task
         assert ed.dispatch({"type": "apply"})
-        await ed._task
+        await ed._runner.task
 
     asyncio.run(finish())
     assert ed.status == "done" and ed.edit.applied and len(ed.curve) == len(ed.edit.loss_curve)
@@ -216,3 +216,92 @@ def test_real_model_edit_and_undo(default_lm, tmp_path, monkeypatch, one_thread)
         assert torch.equal(down(lm, 4), weight) and ed.prediction["token"] == " Paris"
     finally:
         lm.edits.reset()
+
+
+# ---- batch mode: a list of facts and a method ----------------------------------------------------------
+BATCH = [{"prompt": PROMPT, "subject": SUBJECT, "target_new": "Rome", "target_true": "Paris",
+          "paraphrases": ["The Eiffel Tower can be found in the city of"]},
+         {"prompt": "The Colosseum is located in the city of", "subject": "The Colosseum", "target_new": "Paris",
+          "target_true": "Rome"}]
+
+
+def memit_quick():
+    from ffn_widgets.editing.memit import MemitSettings
+
+    return MemitSettings(steps=3, prefix_lengths=((4, 2),), prefix_starts=("The", "Because"), mom2_weight=50.0)
+
+
+@pytest.mark.parametrize("method", ["memit", "alphaedit"])
+def test_batch_apply_writes_what_the_batch_function_writes(lm, method):
+    from ffn_widgets.editing.memit import batch_steps
+    from ffn_widgets.widgets.editor_batch import memit_layers
+
+    original = snapshot(lm)
+    ed = fw.Editor(lm, facts=BATCH, method=method, layer=1, settings=memit_quick(), **SMALL)
+    assert ed.methods == ["memit", "alphaedit", "r-rome", "rome"] and len(ed.batch) == 2
+    assert ed.batch[1] == {"prompt": BATCH[1]["prompt"], "subject": "The Colosseum", "target": " Paris"}
+    assert ed.dispatch({"type": "apply"}), ed.error
+    assert ed.status == "done" and len(ed.edit) == 1 and len(lm.edits) == 1
+    assert ed.edit_log[0]["layers"] == [0, 1] == memit_layers(1) and ed.edit_log[0]["mine"]
+    assert ed.comparison["applied"] and ed.comparison["layers"] == [0, 1]
+    ed.undo()  # the widget's Apply off again, bit for bit
+    assert same_weights(lm, original) and not ed.comparison["applied"]
+    assert ed.dispatch({"type": "apply"}), ed.error
+    written = {name: p.detach().clone() for name, p in lm.model.named_parameters()}
+    lm.edits.reset()
+    assert same_weights(lm, original)
+    gen = batch_steps(lm, [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in BATCH], [0, 1],
+                      method=method, settings=memit_quick(), **SMALL)
+    while True:
+        try:
+            next(gen)
+        except StopIteration:
+            break
+    assert same_weights(lm, written)  # the widget wrote exactly what the batch function writes
+    # before/after rows: every fact's prompt and paraphrase, each with its own new object, against plain measurements
+    c = ed.comparison
+    assert [(r["kind"], r["new"]) for r in c["rows"]] == [("prompt", " Rome"), ("paraphrase", " Rome"),
+                                                         ("prompt", " Paris")]
+    from ffn_widgets.editing.metrics import pair_probs
+
+    after = pair_probs(lm, [r["prompt"] for r in c["rows"]], [r["new"] for r in c["rows"]])
+    assert [r["after"]["p_new"] for r in c["rows"]] == pytest.approx(after.tolist(), rel=1e-4)
+    es = [r["after"]["p_new"] > r["after"]["p_true"] for r in c["rows"] if r["kind"] == "prompt"]
+    assert c["efficacy"] == sum(es) / 2 and c["batch"]
+
+
+def test_batch_rome_sequence_and_cancel_rolls_back(lm):
+    original = snapshot(lm)
+    ed = fw.Editor(lm, facts=BATCH, method="r-rome", layer=1, **SMALL)
+    assert ed.dispatch({"type": "apply"}), ed.error
+    assert ed.status == "done" and len(ed.edit) == 2 and [e["facts"][0]["subject"] for e in ed.edit_log] == \
+        [SUBJECT, "The Colosseum"]
+    # the same two edits made one after another from code give the same weights
+    written = {name: p.detach().clone() for name, p in lm.model.named_parameters()}
+    lm.edits.reset()
+    for f in BATCH:
+        rome_edit(lm, f["prompt"], f["subject"], " " + f["target_new"], 1, **SMALL)
+    assert same_weights(lm, written)
+    lm.edits.reset()
+
+    async def main():  # Cancel while the second fact is optimised: the first fact's edit is taken out again
+        assert ed.dispatch({"type": "apply"})
+        while not ed.progress.get("message", "").startswith("Fact 2 of 2"):
+            await asyncio.sleep(0)
+        assert len(lm.edits) == 1
+        ed.cancel()
+        await ed._runner.task
+
+    asyncio.run(main())
+    assert ed.status == "cancelled" and len(lm.edits) == 0 and same_weights(lm, original)
+
+
+def test_batch_bad_input_names_the_fact(lm):
+    with pytest.raises(fw.InputError, match="Request 1 .*Colosseum"):
+        fw.Editor(lm, facts=[BATCH[0], {**BATCH[1], "subject": "The Louvre"}])
+    with pytest.raises(fw.InputError, match="empty"):
+        fw.Editor(lm, facts=[])
+    with pytest.raises(fw.InputError, match="method must be one of"):
+        fw.Editor(lm, facts=BATCH, method="rank-one")
+    with pytest.raises(fw.InputError, match="two targets"):
+        fw.Editor(lm, facts=[BATCH[0], {**BATCH[0], "target_new": "Berlin"}])

@@ -148,3 +148,68 @@ def test_batch_methods_one_entry_per_step(lm, method):
         for key, value in recount(lm, edited, step).items():
             assert row[key] == pytest.approx(value, abs=1e-9), (step, key)
     assert same(before, state(lm)) and len(lm.edits) == 0
+
+
+def test_every_k_measures_the_same_as_every_step_at_those_steps(lm):
+    all_rows = list(fw.stability_steps(lm, FACTS, steps=5, n_unrelated=3, **QUICK))
+    sparse = list(fw.stability_steps(lm, FACTS, steps=5, n_unrelated=3, every=2, **QUICK))
+    assert [r["step"] for r in sparse] == [1, 3, 4]  # every 2nd step and the last
+    for r in sparse:
+        full = all_rows[r["step"]]
+        for key in ("paraphrase", "neighbourhood", "kl", "norm_ratio", "efficacy_all"):
+            assert r[key] == pytest.approx(full[key], abs=1e-9), key
+    # "earlier" counts the edits made up to the previous measurement; efficacy the ones since
+    # (4 facts: step 4 edits the first fact again, which then counts as this measurement's)
+    assert (sparse[0]["earlier"], sparse[1]["earlier"], sparse[2]["earlier"]) == (0, 2, 3)
+    with pytest.raises(InputError, match="every"):
+        fw.stability_steps(lm, FACTS, every=0)
+
+
+# ---- the live widget -------------------------------------------------------------------------------
+def test_monitor_rows_equal_the_run_and_weights_are_left_as_found(lm):
+    before = state(lm)
+    mon = fw.StabilityMonitor(lm, FACTS, steps=3, n_unrelated=3, start=False, **QUICK)
+    assert mon.status == "idle" and mon.rows == []
+    run = mon.start()  # no event loop here: runs in place
+    assert mon.status == "done" and mon.progress == {} and len(mon.rows) == 3 and run is mon.run
+    reference = fw.edit_stability(lm, FACTS, steps=3, n_unrelated=3, progress=False, **QUICK)
+    for sent, ours, ref in zip(mon.rows, run.rows, reference.rows):
+        for key in ("retention", "efficacy", "paraphrase", "neighbourhood", "kl", "norm_ratio"):
+            assert ours[key] == pytest.approx(ref[key], abs=1e-9), key
+            assert sent[key] == pytest.approx(ref[key], abs=1e-6) if ref[key] is not None else sent[key] is None
+        assert sent["edits"] == ref["edits"] and sent["facts"] == ref["facts"]
+    assert same(before, state(lm)) and len(lm.edits) == 0
+    assert mon.figure().data and list(mon.to_frame()["edits"]) == [1, 2, 3]
+
+
+def test_monitor_cancel_within_an_edit_on_the_event_loop(lm):
+    import asyncio
+
+    before = state(lm)
+
+    async def main():
+        mon = fw.StabilityMonitor(lm, FACTS, steps=4, n_unrelated=3, **QUICK)  # starts at once: a kernel
+        assert mon.status == "running" and mon._runner.task is not None
+        while not mon.rows:  # the first step's row streams in
+            await asyncio.sleep(0)
+        while "Step 2 of 4" not in mon.progress.get("message", ""):  # inside the second edit
+            await asyncio.sleep(0)
+        assert len(lm.edits) == 1
+        assert mon.dispatch({"type": "cancel"})
+        await mon._runner.task
+        return mon
+
+    mon = asyncio.run(main())
+    assert mon.status == "cancelled" and len(mon.rows) == 1 and mon.progress == {}
+    assert same(before, state(lm)) and len(lm.edits) == 0
+
+
+def test_monitor_bad_input(lm):
+    with pytest.raises(InputError, match="method"):
+        fw.StabilityMonitor(lm, FACTS, method="fine-tune", start=False)
+    mon = fw.StabilityMonitor(lm, FACTS, steps=2, start=False, **QUICK)
+    assert not mon.dispatch({"type": "start", "steps": 0}) and "steps must be a positive" in mon.error
+    assert not mon.dispatch({"type": "start", "batch": "two"}) and "whole number" in mon.error
+    assert mon.status == "idle" and len(lm.edits) == 0
+    with pytest.raises(InputError, match="No measurements"):
+        mon.figure()

@@ -75,16 +75,8 @@ def edit_report(edit, fact: dict | None = None, paraphrases=(), neighbours=(), k
         rows.append(("neighbour", prompt, own))
 
     def measure() -> tuple[list[dict], str]:
-        dists = next_token_dists(lm, [p for _, p, _ in rows])
-        trues = [t or lm.token_strings([int(d.argmax())])[0] for (_, _, t), d in zip(rows, dists)]
-        probs = pair_probs(lm, [p for _, p, _ in rows] * 2, trues + [edit.target] * len(rows)).tolist()
-        out = []
-        for i, d in enumerate(dists):
-            top = d.exp().topk(k)
-            out.append({"p_true": probs[i], "p_new": probs[len(rows) + i], "true": trues[i],
-                        "top": [[s, float(p)] for s, p in zip(lm.token_strings(top.indices.tolist()), top.values)]})
-        text = generate(lm, [edit.prompt], n_tokens=continuation_tokens, top_k=1)[0]
-        return out, text
+        sides = measure_rows(lm, [(p, t, edit.target) for _, p, t in rows], k)
+        return sides, generate(lm, [edit.prompt], n_tokens=continuation_tokens, top_k=1)[0]
 
     if edit.applied:
         with lm.edits.without(edit):
@@ -96,9 +88,37 @@ def edit_report(edit, fact: dict | None = None, paraphrases=(), neighbours=(), k
             lm.edits.apply(edit.entry)
             after, text_after = measure()
         edit.entry.version_after = None
-    report = [{"kind": kind, "prompt": prompt, "true": b["true"], "new": edit.target, "before": b, "after": a}
-              for (kind, prompt, _), b, a in zip(rows, before, after)]
-    return EditReport(report, {"before": text_before, "after": text_after})
+    rows = [(kind, prompt, true, edit.target) for kind, prompt, true in rows]
+    return EditReport(report_rows(rows, before, after), {"before": text_before, "after": text_after})
+
+
+def measure_rows(lm: LM, rows: list[tuple[str, str | None, str]], k: int = 5) -> list[dict]:
+    """For each (prompt, true object or None, new object): p(true), p(new) and the top ``k`` next tokens, one
+    batched pass; a missing true object is the model's own top token."""
+    dists = next_token_dists(lm, [p for p, _, _ in rows])
+    trues = [t or lm.token_strings([int(d.argmax())])[0] for (_, t, _), d in zip(rows, dists)]
+    probs = pair_probs(lm, [p for p, _, _ in rows] * 2, trues + [new for _, _, new in rows]).tolist()
+    out = []
+    for i, d in enumerate(dists):
+        top = d.exp().topk(k)
+        out.append({"p_true": probs[i], "p_new": probs[len(rows) + i], "true": trues[i],
+                    "top": [[s, float(p)] for s, p in zip(lm.token_strings(top.indices.tolist()), top.values)]})
+    return out
+
+
+def batch_rows(facts: list[dict]) -> list[tuple[str, str, str | None, str]]:
+    """(kind, prompt, true, new) for the prompts and paraphrases of many facts, each with its own new object."""
+    rows = []
+    for f in facts:
+        true = target(f["target_true"]) if f.get("target_true") else None
+        new = target(f["target_new"])
+        rows += [("prompt", f["prompt"], true, new)] + [("paraphrase", p, true, new) for p in f.get("paraphrases", [])]
+    return rows
+
+
+def report_rows(rows, before: list[dict], after: list[dict]) -> list[dict]:
+    return [{"kind": kind, "prompt": prompt, "true": b["true"], "new": new, "before": b, "after": a}
+            for (kind, prompt, _, new), b, a in zip(rows, before, after)]
 
 
 # ---- many facts, one at a time ------------------------------------------------------------------

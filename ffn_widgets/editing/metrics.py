@@ -31,11 +31,15 @@ def pair_probs(lm: LM, prompts: list[str], targets: list[str], batch_size: int =
     The prompt's ids (``lm.encode``) and the target's (``lm.target_ids``) are concatenated, never the joined
     text re-tokenised, so the target is scored as exactly the tokens the model would have to produce.
     Sequences are right-padded into chunks of ``batch_size`` with an attention mask: causal attention means
-    the padding after a sequence never changes the logits of its own tokens."""
+    the padding after a sequence never changes the logits of its own tokens. For the same reason pairs that
+    share a prompt share a forward: the prompt's last position predicts every target's first token whatever
+    follows it, so a single-token target is read from any sequence that starts with its prompt, and only
+    targets of several tokens need a sequence of their own."""
     prompts, targets = _texts(prompts, "prompts"), _texts(targets, "targets")
     if len(prompts) != len(targets):
         raise InputError(f"Got {len(prompts)} prompts but {len(targets)} targets; pair them one to one.")
-    encoded, seqs = {}, []
+    encoded: dict[str, torch.Tensor] = {}
+    reads = []  # per pair: (prompt, the target's tokens but its last), prompt length, target ids
     for prompt, target in zip(prompts, targets):
         if prompt not in encoded:
             encoded[prompt] = lm.encode(prompt).cpu()
@@ -44,17 +48,29 @@ def pair_probs(lm: LM, prompts: list[str], targets: list[str], batch_size: int =
         if len(ids) + len(tids) > lm.n_ctx:
             raise InputError(f"Prompt plus target {target!r} is {len(ids) + len(tids)} tokens; "
                              f"this model reads at most {lm.n_ctx}.")
-        seqs.append((ids, tids))
-    out = torch.empty(len(seqs))
+        reads.append(((prompt, tuple(tids[:-1].tolist())), len(ids), tids))
+    longer = {}  # prompt -> a sequence that continues it, which also serves its single-token targets
+    for (prompt, rest), _, _ in reads:
+        if rest:
+            longer.setdefault(prompt, (prompt, rest))
+    keys = [key if key[1] else longer.get(key[0], key) for key, _, _ in reads]
+    unique = list(dict.fromkeys(keys))
+    at_seq: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        at_seq.setdefault(key, []).append(i)
+    out = torch.empty(len(reads))
     with torch.no_grad():
-        for start in range(0, len(seqs), batch_size):
-            chunk = seqs[start:start + batch_size]
-            ids, mask = _pad([torch.cat(pair) for pair in chunk], lm.device)
-            logprobs = lm.forward(ids, attention_mask=mask).log_softmax(-1)
-            for row, (prompt_ids, tids) in enumerate(chunk):
-                at = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(tids) - 1, device=lm.device)
-                nll = -logprobs[row, at, tids.to(lm.device)].mean()
-                out[start + row] = torch.exp(-nll).cpu()
+        for start in range(0, len(unique), batch_size):
+            chunk = unique[start:start + batch_size]
+            ids, mask = _pad([torch.cat([encoded[p], torch.tensor(rest, dtype=torch.long)]) for p, rest in chunk],
+                             lm.device)
+            logits = lm.forward(ids, attention_mask=mask)
+            for row, key in enumerate(chunk):
+                for i in at_seq[key]:
+                    _, n, tids = reads[i]
+                    at = torch.arange(n - 1, n + len(tids) - 1, device=lm.device)
+                    logprobs = logits[row, at].float().log_softmax(-1)
+                    out[i] = torch.exp(logprobs[torch.arange(len(tids)), tids.to(lm.device)].mean()).cpu()
     return out
 
 

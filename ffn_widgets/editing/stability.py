@@ -62,7 +62,7 @@ from ..model.long_runs import progress_bar
 from .evaluate import _facts
 from .log import oriented_weight
 from .metrics import generate, kl, next_token_dists, ngram_entropy, pair_probs
-from .rome import rome_edit
+from .rome import rome_steps
 
 METHODS = ("r-rome", "rome", "memit", "alphaedit")
 UNRELATED_PROMPTS = [
@@ -187,9 +187,11 @@ def stability_facts(facts, n: int, seed: int = 0) -> list[dict]:
 def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int | None = None, *,
                     layer=None, seed: int = 0, stop_on_collapse: bool = False, n_unrelated: int = 20,
                     unrelated: list[str] | None = None, fluency_tokens: int = 0, collapse: Collapse = Collapse(),
-                    keep_edits: bool = False, **edit_kwargs):
+                    keep_edits: bool = False, every: int = 1, events: bool = False, **edit_kwargs):
     """:func:`edit_stability` as a generator: yields each step's row as soon as it is measured (the run's
-    edits in place meanwhile). ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``,
+    edits in place meanwhile); ``every=k`` measures after every k-th step only (and the last), for long runs
+    whose edits cost less than their measurements; ``events=True`` also yields, between rows, each edit's
+    progress as ``{"progress": dict, "step", "steps"}`` (a widget's Cancel then acts within an edit). ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``,
     ``settings``...). Arguments are checked here, before the first step; the run starts at the first ``next``."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
@@ -202,27 +204,41 @@ def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, 
     if method in ("memit", "alphaedit") and batch > len({f["prompt"] for f in base}):
         raise InputError(f"batch {batch} is more than the {len(base)} distinct facts: a batch would edit one "
                          "prompt twice at once.")
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise InputError(f"every must be a positive integer, got {every!r}.")
     if not isinstance(n_unrelated, int) or n_unrelated < 1:
         raise InputError(f"n_unrelated must be a positive integer, got {n_unrelated!r}.")
     unrelated = list(unrelated or UNRELATED_PROMPTS)[:n_unrelated]
     plan = stability_facts(base, steps * batch, seed)
     return _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelated, fluency_tokens, collapse,
-                keep_edits, edit_kwargs)
+                keep_edits, every, edit_kwargs, events)
 
 
 def _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelated, fluency_tokens, collapse,
-         keep_edits, edit_kwargs):
+         keep_edits, every, edit_kwargs, events=False):
+    """The run; ``events=True`` also yields ``{"progress": the edit's progress dict, "step", "steps"}`` between
+    rows (the widget's Cancel then acts within an edit)."""
     with (nullcontext() if keep_edits else lm.edits.temporary()):
         with lm.edits.original():
             before = next_token_dists(lm, unrelated)
             fluency_before = _fluency(lm, unrelated, fluency_tokens, seed)
         current: dict[str, dict] = {}  # prompt -> its latest edited fact (with the edit's step)
         paths: dict[str, float] = {}  # edited matrix -> its norm as loaded
+        seconds_edit, skipped, measured = 0.0, [], -1  # summed since the last measured step; that step
         for step in range(steps):
             chunk = plan[step * batch:(step + 1) * batch]
             t0 = time.perf_counter()
-            entries, skipped = _edit(lm, chunk, method, layer, seed, edit_kwargs)
-            seconds_edit = time.perf_counter() - t0
+            edits = _edit(lm, chunk, method, layer, seed, edit_kwargs)
+            while True:
+                try:
+                    info = next(edits)
+                except StopIteration as done:
+                    entries, skipped_now = done.value
+                    break
+                if events:
+                    yield {"progress": info, "step": step, "steps": steps}
+            seconds_edit += time.perf_counter() - t0
+            skipped += skipped_now
             for e in entries:
                 for d in e.deltas:
                     if d.path not in paths:
@@ -230,11 +246,15 @@ def _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelate
                         paths[d.path] = float(original.double().norm()) if original is not None else float("nan")
             for f in chunk:
                 current[f["prompt"]] = {**f, "step": step}
-            row = _measure(lm, current, step, unrelated, before, paths, fluency_tokens, seed)
+            if (step + 1) % every and step < steps - 1:
+                continue
+            t1 = time.perf_counter()
+            row = _measure(lm, current, measured, unrelated, before, paths, fluency_tokens, seed)
             row.update(step=step, edits=step * batch + len(chunk), facts=[f"{f['subject']} → {f['target_new']}"
                                                                           for f in chunk],
-                       skipped=skipped, seconds_edit=seconds_edit, seconds_eval=time.perf_counter() - t0 - seconds_edit,
+                       skipped=skipped, seconds_edit=seconds_edit, seconds_eval=time.perf_counter() - t1,
                        fluency_before=fluency_before)
+            seconds_edit, skipped, measured = 0.0, [], step
             reason = collapse.reason(row)
             row.update(collapsed=reason is not None, collapse_reason=reason)
             yield row
@@ -245,7 +265,7 @@ def _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelate
 def edit_stability(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int | None = None, *,
                    layer=None, seed: int = 0, stop_on_collapse: bool = False, n_unrelated: int = 20,
                    unrelated: list[str] | None = None, fluency_tokens: int = 0, collapse: Collapse = Collapse(),
-                   keep_edits: bool = False, progress=True, **edit_kwargs) -> StabilityRun:
+                   keep_edits: bool = False, every: int = 1, progress=True, **edit_kwargs) -> StabilityRun:
     """Edit ``facts`` in sequence, ``batch`` per step, for ``steps`` steps (default: each fact once; more steps
     than that edit generated counterfactuals, :func:`stability_facts`), measuring retention, PS, NS, the KL
     on unrelated prompts, norm growth (and fluency) after every step; see the module docstring for the
@@ -254,11 +274,12 @@ def edit_stability(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, s
     ``facts``: dicts like the dev facts, a facts file, or None (the 43 dev facts). ``method``: ``"r-rome"``,
     ``"rome"``, ``"memit"`` or ``"alphaedit"``; ``layer``: the edit layer (ROME) or layers (MEMIT)."""
     run = StabilityRun(settings={"method": method, "batch": batch, "steps": steps, "layer": layer, "seed": seed,
-                                 "keep_edits": keep_edits, "collapse": collapse})
+                                 "keep_edits": keep_edits, "collapse": collapse, "every": every})
     gen = stability_steps(lm, facts, method, batch, steps, layer=layer, seed=seed, stop_on_collapse=stop_on_collapse,
                           n_unrelated=n_unrelated, unrelated=unrelated, fluency_tokens=fluency_tokens,
-                          collapse=collapse, keep_edits=keep_edits, **edit_kwargs)
+                          collapse=collapse, keep_edits=keep_edits, every=every, **edit_kwargs)
     total = steps if isinstance(steps, int) and steps > 0 else -(-len(_facts(facts)) // max(1, int(batch)))
+    total = -(-total // every) if isinstance(every, int) and every > 0 else total
     bar = progress_bar(progress, total, f"sequential {method}")
     try:
         for row in gen:
@@ -274,30 +295,39 @@ def edit_stability(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, s
 
 
 # ---- internals -----------------------------------------------------------------------------------
-def _edit(lm, chunk, method, layer, seed, edit_kwargs) -> tuple[list, list[str]]:
-    """Apply one step's facts; the log entries written and the prompts the model already answered so."""
+def _edit(lm, chunk, method, layer, seed, edit_kwargs):
+    """Apply one step's facts, yielding the edit functions' progress dicts; returns the log entries written and
+    the prompts the model already answered so."""
     if method in ("memit", "alphaedit"):
-        from . import memit
+        from .memit import batch_steps
 
-        fn = memit.memit_edit if method == "memit" else memit.alphaedit_edit
         requests = [{"prompt": f["prompt"], "subject": f["subject"], "target_new": object_target(f["target_new"])}
                     for f in chunk]
-        return [fn(lm, requests, layers=layer, **edit_kwargs).entry], []
+        edit = yield from batch_steps(lm, requests, layer, method=method, **edit_kwargs)
+        return [edit.entry], []
     entries, skipped = [], []
     for f in chunk:
+        steps = rome_steps(lm, f["prompt"], f["subject"], object_target(f["target_new"]), layer, method=method,
+                           seed=seed, **edit_kwargs)
         try:
-            e = rome_edit(lm, f["prompt"], f["subject"], object_target(f["target_new"]), layer, method=method,
-                          seed=seed, progress=False, **edit_kwargs)
+            info = next(steps)  # the request's checks run here
         except InputError as exc:
             if "already continues" not in str(exc):
                 raise
             skipped.append(f["prompt"])  # nothing to write: the model already says the new object
             continue
-        entries.append(e.entry)
+        while True:
+            yield info
+            try:
+                info = next(steps)
+            except StopIteration as done:
+                entries.append(done.value.entry)
+                break
     return entries, skipped
 
 
-def _measure(lm, current, step, unrelated, before, paths, fluency_tokens, seed) -> dict:
+def _measure(lm, current, measured, unrelated, before, paths, fluency_tokens, seed) -> dict:
+    """The row of one measurement; "earlier" edits are those made up to the previously ``measured`` step."""
     pairs: dict[tuple[str, str], int] = {}
 
     def at(prompt, obj):
@@ -316,8 +346,8 @@ def _measure(lm, current, step, unrelated, before, paths, fluency_tokens, seed) 
         plan.append((f, (at(f["prompt"], new), at(f["prompt"], true)), para, neigh))
     probs = pair_probs(lm, [p for p, _ in pairs], [t for _, t in pairs]).tolist()
     wins = lambda ij: float(probs[ij[0]] > probs[ij[1]])  # noqa: E731
-    earlier = [wins(ij) for f, ij, _, _ in plan if f["step"] < step]
-    now = [wins(ij) for f, ij, _, _ in plan if f["step"] == step]
+    earlier = [wins(ij) for f, ij, _, _ in plan if f["step"] <= measured]
+    now = [wins(ij) for f, ij, _, _ in plan if f["step"] > measured]
     para = [wins(ij) for _, _, ps, _ in plan for ij in ps]
     neigh = [wins(ij) for _, _, _, ns in plan for ij in ns]
     kls = kl(before, next_token_dists(lm, unrelated))

@@ -27,13 +27,15 @@ import weakref
 import torch
 import traitlets
 
-from ..editing.rome import METHODS, default_layer, rome_steps
+from ..editing.rome import default_layer, rome_steps
 from ..editing.stats import DEFAULT_TOKENS
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
+from .editor_batch import BATCH_METHODS, batch_job, check_batch
+from .runner import StepRunner
 from .serialize import pack
 
-_REPORT = object()  # the step after the edit is written: measuring before and after
+SINGLE_METHODS = ("r-rome", "rome")
 CURVE_KEYS = ("step", "loss", "nll", "kl", "decay", "p_target", "delta_norm")
 
 
@@ -51,35 +53,43 @@ class Editor(ViewWidget):
     comparison = traitlets.Dict({}).tag(sync=True)  # the last edit's report, as plain JSON
     edit_log = traitlets.List([]).tag(sync=True)  # every entry of lm.edits
     prediction = traitlets.Dict({}).tag(sync=True)  # the model's top next token after the prompt, now
+    batch = traitlets.List([]).tag(sync=True)  # batch mode: the facts to write [{prompt, subject, target}]
+    methods = traitlets.List(list(SINGLE_METHODS)).tag(sync=True)
 
-    def __init__(self, lm: LM, prompt: str, subject: str | None = None, target: str | None = None,
+    def __init__(self, lm: LM, prompt: str | None = None, subject: str | None = None, target: str | None = None,
                  layer: int | None = None, fact: dict | None = None, paraphrases=(), neighbours=(),
                  layer_hint=None, *, hint_label: str | None = None, method: str = "r-rome", seed: int = 0,
-                 tokens: int = DEFAULT_TOKENS, corpus=None, **kwargs):
+                 tokens: int = DEFAULT_TOKENS, corpus=None, facts=None, settings=None, **kwargs):
         super().__init__(**kwargs)
+        self.facts = check_batch(lm, facts) if facts is not None else None
+        if self.facts is not None:
+            prompt = prompt or self.facts[0]["prompt"]
+            self.methods = list(BATCH_METHODS)
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"The editor needs a prompt to edit, got {prompt!r}.")
-        if method not in METHODS:
-            raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
+        if method not in self.methods:
+            raise InputError(f"method must be one of {', '.join(self.methods)}, got {method!r}.")
         if fact is not None and not isinstance(fact, dict):
             raise InputError(f"fact must be a dict like the lines of the facts file, got {type(fact).__name__}.")
         from ..facts import target as continuation
 
         fact = fact or {}
         self.lm, self.fact, self.seed, self.tokens, self.corpus = lm, fact or None, seed, tokens, corpus
+        self.settings = settings  # RomeSettings / MemitSettings for the edits made here (None: the defaults)
         self.paraphrases, self.neighbours = list(paraphrases), list(neighbours)
-        self.edit = None  # the last RomeEdit this widget made
+        self.edit = None  # the last RomeEdit this widget made (batch mode: the list of edits of the last Apply)
         self.report = None  # its EditReport
-        self._steps = None
+        self._runner = StepRunner(self._show, self._ended)
         self._failure: Exception | None = None
-        self._task = None
-        self._cancel = False
         self._mine: list = []  # log entries made here
         hint = _hint_values(lm, layer_hint)
         if layer is None:
             layer = int(torch.nan_to_num(hint, nan=-math.inf).argmax()) if hint is not None else default_layer(lm)
         with self.hold_sync():
             self.prompt, self.n_layers, self.method = prompt, lm.n_layers, method
+            if self.facts is not None:
+                self.batch = [{"prompt": f["prompt"], "subject": f["subject"], "target": continuation(f["target_new"])}
+                              for f in self.facts]
             self.subject = subject if subject is not None else fact.get("subject", "")
             new = target if target is not None else fact.get("target_new")
             self.target = "" if new is None else (new if target is not None else continuation(new))
@@ -87,7 +97,7 @@ class Editor(ViewWidget):
             if hint is not None:
                 self.hint = {"values": pack(hint, "float32"), "label": hint_label or "layer hint",
                              "peak": int(torch.nan_to_num(hint, nan=-math.inf).argmax())}
-            self.title = f"Edit: {prompt}"
+            self.title = f"Edit: {prompt}" if self.facts is None else f"Edit {len(self.facts)} facts"
         self._refresh_due = False
         ref = weakref.ref(self)
         lm.edits.on_change(lambda _log: (w := ref()) is not None and w._log_changed_soon())
@@ -96,9 +106,10 @@ class Editor(ViewWidget):
     # ---- the Python API ------------------------------------------------------------------------
     def apply(self, subject: str | None = None, target: str | None = None, layer: int | None = None,
               method: str | None = None):
-        """Make the edit of the form's fields (or the given ones). Input errors raise at once. Inside a running
-        event loop (a kernel) it continues as a background task and returns None (watch ``status``; ``edit``
-        and ``report`` once done); elsewhere it runs here and returns the :class:`RomeEdit`."""
+        """Make the edit of the form's fields (or the given ones; batch mode: every fact, ``layer`` the last of
+        MEMIT's range). Input errors raise at once. Inside a running event loop (a kernel) it continues as a
+        background task and returns None (watch ``status``; ``edit`` and ``report`` once done); elsewhere it
+        runs here and returns the :class:`RomeEdit` (batch mode: the list of edits written)."""
         self._check_idle()
         with self.hold_sync():
             if subject is not None:
@@ -106,43 +117,45 @@ class Editor(ViewWidget):
             if target is not None:
                 self.target = str(target)
             if method is not None:
-                if method not in METHODS:
-                    raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
+                if method not in self.methods:
+                    raise InputError(f"method must be one of {', '.join(self.methods)}, got {method!r}.")
                 self.method = method
             if layer is not None:
                 self.layer = self.lm.check_layer(int(layer))
         self.error = ""
-        steps = rome_steps(self.lm, self.prompt, self.subject, self.target, self.layer, method=self.method,
-                           seed=self.seed, corpus=self.corpus, tokens=self.tokens)
-        first = next(steps)  # the checks of subject, target, layer and dtype run before the first step
+        if self.facts is not None:
+            job = batch_job(self, self.facts, self.method, self.layer)
+        else:
+            job = self._single_job(rome_steps(self.lm, self.prompt, self.subject, self.target, self.layer,
+                                              method=self.method, **self._edit_options()))
+        first = next(job)  # the checks of subject, target, layer and dtype run before the first step
         with self.hold_sync():
-            self._steps, self._cancel, self._failure = steps, False, None
-            self.curve, self.comparison, self.status = [], {}, "running"
+            self._failure, self.curve, self.comparison, self.status = None, [], {}, "running"
             self._show(first)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            self._task = loop.create_task(self._drive())
+        if self._runner.start(job):
             return None
-        while self._advance():
-            pass
+        self._runner.finish()
         if self._failure is not None:
             raise self._failure
         return self.edit
 
     def cancel(self) -> None:
         """Stop the running edit before its next step; nothing is written."""
-        self._cancel = True
+        self._runner.cancel()
 
     def undo(self, i=None) -> None:
         """Undo an edit, bit for bit: ``i`` an index into ``lm.edits`` (negative counts from the end), a log entry
-        or a RomeEdit; None: this widget's last edit if it is still applied, else the log's last edit."""
+        or a RomeEdit; None: this widget's last edit (batch mode: every edit of its last Apply) if it is still
+        applied, else the log's last edit."""
         self._check_idle()
         log = self.lm.edits
+        if i is None and isinstance(self.edit, list) and any(e.applied for e in self.edit):
+            for e in reversed(self.edit):  # a batch Apply's edits, all of them
+                if e.applied:
+                    log.undo(e)
+            return
         if i is None:
-            i = self.edit if self.edit is not None and self.edit.applied else None
+            i = self.edit if self.edit is not None and not isinstance(self.edit, list) and self.edit.applied else None
         elif isinstance(i, int) and not isinstance(i, bool):
             if not -len(log) <= i < len(log):
                 raise InputError(f"There is no edit {i} in the log: it holds {len(log)} edit(s).")
@@ -156,8 +169,7 @@ class Editor(ViewWidget):
 
     def wait(self):
         """Finish a running edit here and now (continuing the background task's work) and return it."""
-        while self._advance():
-            pass
+        self._runner.finish()
         return self.edit
 
     def show_in(self, explorer, title: str | None = None) -> "Editor":
@@ -171,41 +183,32 @@ class Editor(ViewWidget):
         return self.report
 
     # ---- running -------------------------------------------------------------------------------
-    async def _drive(self):
-        while self._advance():
-            await asyncio.sleep(0)
+    def _single_job(self, steps):
+        """ROME's steps, then (no longer cancellable: the edit is written) the before/after report."""
+        edit = yield from steps
+        self.edit = edit
+        self._mine.append(edit.entry)
+        self._log_changed()
+        yield {"message": "Measuring before and after the edit", "fraction": None, "cancellable": False}
+        self._make_report()
+        return edit
 
-    def _advance(self) -> bool:
-        """One step of the edit (or the before/after report once it is written); False when finished."""
-        if self._steps is None:
-            return False
-        if self._cancel and self._steps is not _REPORT:
-            self._steps.close()  # rome_steps writes nothing before its last step
-            self._steps, self.status, self.progress = None, "cancelled", {}
-            return False
-        try:
-            if self._steps is _REPORT:
-                self._steps = None
-                self._make_report()
-                return False
-            info = next(self._steps)
-        except StopIteration as done:
-            self.edit, self._steps = done.value, _REPORT
-            self._mine.append(self.edit.entry)
-            self._log_changed()
-            self.progress = {"message": "Measuring before and after the edit", "fraction": None}
-            return True
-        except Exception as exc:  # noqa: BLE001 - shown in the widget; rome_steps wrote nothing
-            self._steps, self._failure, self.status, self.progress = None, exc, "failed", {}
-            self.error = describe(exc)
-            return False
-        self._show(info)
-        return True
+    def _edit_options(self) -> dict:
+        options = {"seed": self.seed, "corpus": self.corpus, "tokens": self.tokens}
+        return options if self.settings is None else {**options, "settings": self.settings}
+
+    def _ended(self, status: str, value) -> None:
+        with self.hold_sync():
+            self.status, self.progress = status, {}
+            if status == "failed":
+                self._failure, self.error = value, describe(value)
 
     def _show(self, info: dict) -> None:
         self.progress = {"message": info.get("message", ""), "fraction": info.get("fraction"),
                          "stage": info.get("stage")}
         if info.get("stage") == "optimise":
+            if info.get("step") == 0:
+                self.curve = []  # batch mode: each fact's optimisation drawn anew
             point = {k: _number(info.get(k)) for k in CURVE_KEYS}
             if info.get("fraction"):
                 point["of"] = round((info["step"] + 1) / info["fraction"])  # the planned number of steps
@@ -223,10 +226,9 @@ class Editor(ViewWidget):
                                "subject": edit.subject, "target": edit.target, "method": edit.method,
                                "delta_norm": _number(edit.delta_norm), "applied": edit.applied,
                                "key": _key(edit.entry)}
-            self.status, self.progress = "done", {}
 
     def _check_idle(self) -> None:
-        if self._steps is not None:
+        if self._runner.running:
             raise InputError("An edit is being computed: wait for it to finish or press Cancel first.")
 
     # ---- the edit log --------------------------------------------------------------------------
@@ -258,8 +260,8 @@ class Editor(ViewWidget):
             with self.hold_sync():
                 self.edit_log = rows
                 if self.comparison:
-                    self.comparison = {**self.comparison,
-                                       "applied": any(r["key"] == self.comparison.get("key") for r in rows)}
+                    keys = self.comparison.get("keys") or [self.comparison.get("key")]
+                    self.comparison = {**self.comparison, "applied": any(r["key"] in keys for r in rows)}
                 self.prediction = self._predict()
         except Exception as exc:  # noqa: BLE001 - a log listener must not break lm.edits
             self.error = describe(exc)

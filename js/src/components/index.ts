@@ -8,4 +8,5 @@ export * from "./line_chart";
 export * from "./neuron_table";
 export * from "./prompt_bar";
 export * from "./segmented";
+export * from "./series_chart";
 export * from "./tooltip";

@@ -3,7 +3,7 @@
 // log with Undo. The root carries data-status (idle, running, done, cancelled, failed) for tests.
 import { layerStrip, lineChart, segmented } from "../components";
 import { decodeFloat, formatNumber, h, injectStyle, RenderProps, send, setText, showToken } from "../core";
-import { Comparison, comparisonTable, continuations, LogRow, logTable } from "./editor_report";
+import { BatchFact, Comparison, comparisonTable, continuations, factList, LogRow, logTable, pct } from "./editor_report";
 
 const CSS = `
 .fw-ed-form { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: 6px 10px; align-items: center; }
@@ -45,6 +45,9 @@ const CSS = `
 .fw-ed-continuations { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: 4px 10px; margin-top: 8px; }
 .fw-ed-text { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; overflow-wrap: anywhere; }
 .fw-ed-after-text { color: var(--jp-ui-font-color0, #111); font-weight: 600; }
+.fw-ed-facts { max-height: 180px; overflow-y: auto; }
+.fw-editor .fw-ed-table-wrap { max-height: 420px; overflow-y: auto; }
+.fw-ed-new-object { color: var(--fw-pos, #d8734f); }
 tr.fw-ed-mine td:first-child { box-shadow: inset 3px 0 var(--fw-pos, #d8734f); }
 `;
 
@@ -58,7 +61,14 @@ export function render({ model, el }: RenderProps) {
   const target = h("input", { attrs: { type: "text", "aria-label": "new target", spellcheck: "false", placeholder: "e.g. Rome" } }) as HTMLInputElement;
   const layer = h("input", { attrs: { type: "number", min: "0", step: "1", "aria-label": "layer" } }) as HTMLInputElement;
   let method = String(model.get("method") ?? "r-rome");
-  const methods = segmented([["r-rome", "r-ROME"], ["rome", "ROME"]], (m) => { method = m; methods.set(m); });
+  const names: Record<string, string> = { "r-rome": "r-ROME", rome: "ROME", memit: "MEMIT", alphaedit: "AlphaEdit" };
+  const offered: string[] = model.get("methods") ?? ["r-rome", "rome"];
+  const methods = segmented(offered.map((m) => [m, names[m] ?? m]), (m) => { method = m; methods.set(m); drawLayerNote(); });
+  const batch: BatchFact[] = model.get("batch") ?? [];
+  const isBatch = batch.length > 0;
+  const facts = factList();
+  const layerNote = h("span", { class: "fw-muted fw-ed-layer-note" });
+  if (isBatch) predicts.style.display = "none"; // one prompt's prediction says little about a batch
   const apply = h("button", { class: "fw-button fw-ed-apply", text: "Apply", attrs: { type: "button" } });
   const cancel = h("button", { class: "fw-button fw-ed-cancel", text: "Cancel", attrs: { type: "button" }, on: { click: () => send(model, "cancel") } });
   const strip = layerStrip((l) => { layer.value = String(l); drawHint(); });
@@ -73,20 +83,21 @@ export function render({ model, el }: RenderProps) {
   const reportHead = h("span", { class: "fw-title" });
   const reportNote = h("span", { class: "fw-muted fw-ed-report-note" });
   const reportPanel = h("div", { class: "fw-panel fw-ed-report" }, [
-    h("div", { class: "fw-panel-head" }, [reportHead, reportNote]), table.el,
-    h("div", { class: "fw-muted", style: { marginTop: "8px" }, text: "Greedy continuation of the prompt" }), texts.el,
+    h("div", { class: "fw-panel-head" }, [reportHead, reportNote]), h("div", { class: "fw-ed-table-wrap" }, [table.el]),
+    ...(isBatch ? [] : [h("div", { class: "fw-muted", style: { marginTop: "8px" }, text: "Greedy continuation of the prompt" }), texts.el]),
   ]);
   const log = logTable((key) => send(model, "undo", { key }));
   const reset = h("button", { class: "fw-button fw-ed-reset", text: "Reset all edits", title: "The weights as loaded, bit for bit",
     attrs: { type: "button" }, on: { click: () => send(model, "reset") } });
   const root = h("div", { class: "fw-editor" }, [
     h("div", { class: "fw-panel" }, [
-      h("div", { class: "fw-panel-head" }, [h("span", { class: "fw-title", text: "ROME edit" }), predicts]),
+      h("div", { class: "fw-panel-head" }, [h("span", { class: "fw-title", text: isBatch ? `Edit ${batch.length} facts` : "ROME edit" }), predicts]),
       h("div", { class: "fw-ed-form" }, [
-        h("span", { class: "fw-muted", text: "Prompt" }), promptText,
-        h("span", { class: "fw-muted", text: "Subject" }), h("div", { class: "fw-ed-line" }, [subject,
-          h("span", { class: "fw-muted", text: "New target" }), target]),
-        h("span", { class: "fw-muted", text: "Layer" }), h("div", { class: "fw-ed-line" }, [layer, methods.el, apply, cancel]),
+        ...(isBatch ? [h("span", { class: "fw-muted", text: "Facts" }), facts.el] : [
+          h("span", { class: "fw-muted", text: "Prompt" }), promptText,
+          h("span", { class: "fw-muted", text: "Subject" }), h("div", { class: "fw-ed-line" }, [subject,
+            h("span", { class: "fw-muted", text: "New target" }), target])]),
+        h("span", { class: "fw-muted", text: "Layer" }), h("div", { class: "fw-ed-line" }, [layer, layerNote, methods.el, apply, cancel]),
         h("span", {}), strip.el,
       ]),
     ]),
@@ -103,7 +114,14 @@ export function render({ model, el }: RenderProps) {
   };
   apply.addEventListener("click", submit);
   for (const input of [subject, target, layer]) input.addEventListener("keydown", (e) => { if ((e as KeyboardEvent).key === "Enter") submit(); });
-  layer.addEventListener("input", () => drawHint());
+  layer.addEventListener("input", () => { drawHint(); drawLayerNote(); });
+  facts.update(batch);
+
+  function drawLayerNote() {
+    const l = Number(layer.value);
+    const memit = method === "memit" || method === "alphaedit";
+    setText(layerNote, memit && Number.isFinite(l) ? `layers ${Math.max(0, l - 4)}–${l}` : "");
+  }
 
   function drawForm() {
     setText(promptText, String(model.get("prompt") ?? ""));
@@ -114,6 +132,7 @@ export function render({ model, el }: RenderProps) {
     method = String(model.get("method") ?? method);
     methods.set(method);
     drawHint();
+    drawLayerNote();
   }
 
   function drawHint() {
@@ -155,8 +174,12 @@ export function render({ model, el }: RenderProps) {
       return;
     }
     reportPanel.style.display = "";
-    setText(reportHead, `Before → after: ${c.subject} → ${showToken(c.target)} at layer ${c.layer} (${c.method})`);
-    setText(reportNote, c.applied ? "" : "this edit has been undone; the numbers are of when it was applied");
+    const layers = c.layers?.length ? `layers ${c.layers[0]}–${c.layers[c.layers.length - 1]}` : `layer ${c.layer}`;
+    setText(reportHead, c.batch
+      ? `Before → after: ${c.facts} facts, ${names[c.method] ?? c.method} at ${layers} · efficacy ${pct(c.efficacy)} · paraphrases ${pct(c.paraphrase)}`
+      : `Before → after: ${c.subject} → ${showToken(c.target)} at layer ${c.layer} (${c.method})`);
+    const skipped = c.skipped?.length ? `skipped (the model already said so): ${c.skipped.join("; ")}. ` : "";
+    setText(reportNote, skipped + (c.applied ? "" : "this edit has been undone; the numbers are of when it was applied"));
     reportPanel.classList.toggle("fw-ed-undone", !c.applied);
     table.update(c.rows);
     texts.update(c.continuations, String(model.get("prompt") ?? ""));

@@ -26,6 +26,32 @@ export interface Comparison {
   method: string;
   delta_norm: number | null;
   applied: boolean;
+  batch?: boolean; // many facts in one Apply: the fields below
+  layers?: number[];
+  facts?: number;
+  skipped?: string[];
+  efficacy?: number | null;
+  paraphrase?: number | null;
+}
+
+export interface BatchFact {
+  prompt: string;
+  subject: string;
+  target: string;
+}
+
+/** The facts a batch Apply will write, as a compact table (text only). */
+export function factList() {
+  const body = h("tbody");
+  const el = h("div", { class: "fw-ed-scroll fw-ed-facts" }, [h("table", { class: "fw-table" }, [
+    h("thead", {}, [h("tr", {}, ["prompt", "subject", "new object"].map((t) => h("th", { text: t })))]), body])]);
+  return {
+    el,
+    update(facts: BatchFact[]) {
+      body.replaceChildren(...facts.map((f) => h("tr", {}, [h("td", { text: f.prompt }), h("td", { text: f.subject }),
+        h("td", { class: "fw-token", text: showToken(f.target) })])));
+    },
+  };
 }
 
 export interface LogRow {
@@ -80,12 +106,14 @@ export function comparisonTable() {
   return {
     el: h("div", { class: "fw-ed-scroll" }, [el]),
     update(rows: ReportRow[]) {
-      setText(newHead, rows.length ? `p(${showToken(rows[0].new)})` : "p(new)");
+      const many = rows.some((r) => r.new !== rows[0].new); // a batch: each fact its own new object
+      setText(newHead, rows.length && !many ? `p(${showToken(rows[0].new)})` : "p(new)");
       body.replaceChildren(...rows.map((r) => {
         const v = verdict(r);
         return h("tr", { class: "fw-ed-row", attrs: { "data-kind": r.kind } }, [
           h("td", { class: "fw-ed-prompt-cell" }, [h("span", { class: `fw-ed-kind fw-ed-kind-${r.kind}`, text: r.kind }), " ",
-            r.prompt, h("span", { class: "fw-muted", text: ` → ${showToken(r.true)}` })]),
+            r.prompt, h("span", { class: "fw-muted", text: ` → ${showToken(r.true)}` }),
+            ...(many ? [h("span", { class: "fw-ed-new-object", text: ` ⇒ ${showToken(r.new)}` })] : [])]),
           change(r.before.p_true, r.after.p_true, "fw-ed-true"),
           change(r.before.p_new, r.after.p_new, "fw-ed-new"),
           h("td", { class: "fw-ed-top" }, [top(r.before), " → ", top(r.after)]),

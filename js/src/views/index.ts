@@ -13,6 +13,7 @@ import { render as lens } from "./lens";
 import { render as neuronCard } from "./neuron_card";
 import { render as neurons } from "./neurons";
 import { render as sliders } from "./sliders";
+import { render as stability } from "./stability";
 
 export const views: Record<string, View> = {
   causal_trace: causalTrace,
@@ -23,4 +24,5 @@ export const views: Record<string, View> = {
   neuron_card: neuronCard,
   neurons,
   sliders,
+  stability,
 };
