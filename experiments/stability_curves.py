@@ -9,8 +9,9 @@ short keeps every finished step and its curves can be drawn at once; ``--resume`
 later steps depend on every earlier edit, so a cut run is started again. ``plot`` draws every run on one
 figure (retention, paraphrase score, unrelated-prompt KL and norm growth against the number of edits) and
 prints a table: where each method collapsed (the :class:`ffn_widgets.editing.stability.Collapse` test) and its
-last figures. In a notebook, :func:`load_run` gives a :class:`StabilityRun` back (``.figure()``,
-``.to_frame()``).
+last figures. In a notebook, ``fw.StabilityRun.load(path)`` gives a run back (``.figure()``, ``.to_frame()``)
+and ``fw.runs_figure(runs)`` draws several; the runs measured for the default model ship with the package
+(``fw.measured_runs()``).
 """
 import argparse
 import dataclasses
@@ -20,14 +21,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
-
-
-def load_run(path):
-    """The :class:`StabilityRun` a ``run`` wrote (finished or cut short)."""
-    from ffn_widgets.editing.stability import StabilityRun
-
-    lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
-    return StabilityRun(rows=lines[1:], settings=lines[0])
 
 
 def run(args):
@@ -58,32 +51,11 @@ def run(args):
 
 
 def plot(args):
-    from plotly.subplots import make_subplots
+    import ffn_widgets as fw
 
-    runs = [load_run(p) for p in args.files]
-    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=("retention of earlier edits", "paraphrase score (all edits so far)",
-                                        "KL on unrelated prompts (nats)", "‖W‖ now / as loaded"))
-    print("| method | facts per step | edits | collapsed at (edits) | retention | PS | NS | KL | norm × | s/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for run_, colour in zip(runs, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")):
-        s, rows = run_.summary, run_.rows
-        name = f"{s['method']} ×{run_.settings.get('batch', 1)}"
-        x = [r["edits"] for r in rows]
-        for i, key in enumerate(("retention", "paraphrase", "kl", "norm_ratio"), 1):
-            fig.add_scatter(x=x, y=[r[key] for r in rows], name=name, legendgroup=name, showlegend=i == 1,
-                            line_color=colour, mode="lines", row=i, col=1)
-        at = next((r["edits"] for r in rows if r["collapsed"]), None)
-        if at is not None:
-            fig.add_vline(x=at, line_dash="dash", line_color=colour)
-        where = "–" if at is None else f"{at} ({s['collapse_reason']})"
-        print(f"| {s['method']} | {run_.settings.get('batch', 1)} | {s['edits']} | {where} | {_pct(s['retention'])} | "
-              f"{_pct(s['paraphrase'])} | {_pct(s['neighbourhood'])} | {s['kl']:.4f} | {s['norm_ratio']:.3f} | "
-              f"{s['seconds_per_step']:.1f} |")
-    fig.update_yaxes(type="log", row=3, col=1)
-    fig.update_xaxes(title_text="edits", row=4, col=1)
-    fig.update_layout(template="plotly_white", height=900, title="Sequential editing on "
-                      f"{runs[0].settings.get('model', '')}: dashed lines mark each method's collapse")
+    runs = [fw.StabilityRun.load(p) for p in args.files]
+    print(fw.runs_table(runs))
+    fig = fw.runs_figure(runs)
     if args.html:
         fig.write_html(args.html, include_plotlyjs="cdn")
     if args.png:

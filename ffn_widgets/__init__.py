@@ -41,6 +41,7 @@ _LAZY = {name: module for module, names in {
     "widgets.sliders": ["NeuronSliders"],
     "widgets.causal_trace": ["CausalTrace"],
     "widgets.stability": ["StabilityMonitor"],
+    "editing.compare": ["compare_methods", "MethodComparison", "measured_runs", "runs_figure", "runs_table"],
     "widgets.editor": ["Editor"],
 }.items() for name in names}
 

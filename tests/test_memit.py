@@ -142,3 +142,34 @@ def test_bad_batches_name_the_request_and_touch_nothing(fresh):
         next(batch_steps(lm, REQUESTS, [1], method="rome"))
     assert all(torch.equal(a, b) for a, b in zip(original, lm.model.parameters()))
     assert len(lm.edits) == 0
+
+
+def test_batch_report_and_method_comparison_equal_plain_measurements(fresh):
+    from ffn_widgets.editing.metrics import pair_probs
+
+    lm = fresh("llama")
+    facts = [f for f in fw.load_facts() if f["relation"] == "capital_of"][:2]
+    requests = [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in facts]
+    before_state = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    p_before = pair_probs(lm, [f["prompt"] for f in facts], [" " + f["target_new"] for f in facts])
+    b = memit_edit(lm, requests, [0, 1], settings=QUICK, **KW)
+    report = b.report()
+    prompts = [r for r in report.rows if r["kind"] == "prompt"]
+    assert [r["prompt"] for r in prompts] == [f["prompt"] for f in facts]
+    assert len(report.rows) == sum(1 + len(f["paraphrases"]) for f in facts)
+    p_after = pair_probs(lm, [f["prompt"] for f in facts], [" " + f["target_new"] for f in facts])
+    assert [r["before"]["p_new"] for r in prompts] == pytest.approx(p_before.tolist(), rel=1e-4)
+    assert [r["after"]["p_new"] for r in prompts] == pytest.approx(p_after.tolist(), rel=1e-4)
+    b.undo()
+    cmp = fw.compare_methods(lm, facts, ["memit", "r-rome"], layer=1, n_unrelated=3, settings=QUICK, **KW)
+    memit_row, rome_row = cmp.rows
+    assert all(torch.equal(v, before_state[k]) for k, v in lm.model.state_dict().items())  # left as found
+    # MEMIT's row is the same batch written again (layers 0–1 for layer=1 with a 2-layer model's range)
+    b = memit_edit(lm, requests, [0, 1], settings=QUICK, **KW)
+    wins = pair_probs(lm, [f["prompt"] for f in facts] * 2, [" " + f["target_new"] for f in facts]
+                      + [" " + f["target_true"] for f in facts])
+    assert memit_row["efficacy"] == pytest.approx(float((wins[:2] > wins[2:]).float().mean()))
+    assert rome_row["facts"] == 2 and set(cmp.to_frame().index) == {"memit", "r-rome"}
+    b.undo()
+    with pytest.raises(fw.InputError, match="methods must be"):
+        fw.compare_methods(lm, facts, ["sgd"])

@@ -95,7 +95,7 @@ def test_left_as_found_on_cancel_and_error_unless_kept(lm):
     lm.edits.reset()
 
 
-def test_run_object_and_collapse(lm):
+def test_run_object_and_collapse(lm, tmp_path):
     run = fw.edit_stability(lm, FACTS, steps=2, batch=2, n_unrelated=3, progress=False,
                             collapse=Collapse(kl=0.0), stop_on_collapse=True, **QUICK)
     assert run.collapsed_at == 0 and len(run.rows) == 1 and "KL" in run.collapse_reason  # any KL > 0 nat
@@ -103,6 +103,15 @@ def test_run_object_and_collapse(lm):
     assert list(run.to_frame()["edits"]) == [2]
     fig = run.figure()
     assert len(fig.data) == 7 and "collapse" in repr(run)
+    path = tmp_path / "run.jsonl"
+    run.save(path)
+    again = fw.StabilityRun.load(path)
+    assert again.rows == run.rows and again.collapsed_at == 0 and again.settings["collapse"]["kl"] == 0.0
+    assert "| r-rome | 2 | 2 | 2 (unrelated KL" in fw.runs_table([again])
+    assert len(fw.runs_figure([again, again]).data) == 8  # 4 panels per run
+    path.write_text("")
+    with pytest.raises(InputError, match="no stability run"):
+        fw.StabilityRun.load(path)
     run = fw.edit_stability(lm, FACTS[:2], n_unrelated=3, progress=False, **QUICK)
     assert run.collapsed_at is None and len(run.rows) == 2
 

@@ -12,6 +12,7 @@ Metric definitions are in :mod:`.metrics` (ROME's ES/PS/NS, magnitudes, n-gram e
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..facts import load_facts, target
@@ -57,7 +58,9 @@ class EditReport:
     def __repr__(self):
         lines = [f"{r['kind']:<10} {r['prompt'][:60]!r}: p(new) {r['before']['p_new']:.3f} → {r['after']['p_new']:.3f}, "
                  f"p(true) {r['before']['p_true']:.3f} → {r['after']['p_true']:.3f}" for r in self.rows]
-        return "\n".join(lines + [f"before: …{self.continuations['before']!r}", f"after:  …{self.continuations['after']!r}"])
+        if self.continuations:
+            lines += [f"before: …{self.continuations['before']!r}", f"after:  …{self.continuations['after']!r}"]
+        return "\n".join(lines)
 
 
 def edit_report(edit, fact: dict | None = None, paraphrases=(), neighbours=(), k: int = 5,
@@ -114,6 +117,21 @@ def batch_rows(facts: list[dict]) -> list[tuple[str, str, str | None, str]]:
         new = target(f["target_new"])
         rows += [("prompt", f["prompt"], true, new)] + [("paraphrase", p, true, new) for p in f.get("paraphrases", [])]
     return rows
+
+
+def batch_report(edit, facts=None, k: int = 5) -> EditReport:
+    """:meth:`BatchEdit.report <.memit.BatchEdit.report>`: before (this edit left out) and after, per fact."""
+    lm, known = edit.lm, {f["prompt"]: f for f in (facts if facts is not None else load_facts())}
+    merged = [{**known.get(r["prompt"], {}), **r} for r in edit.requests]
+    rows = batch_rows(merged)
+    measurable = [(prompt, true, new) for _, prompt, true, new in rows]
+    with lm.edits.without(edit) if edit.applied else nullcontext():
+        before = measure_rows(lm, measurable, k)
+    with nullcontext() if edit.applied else lm.edits.temporary():
+        if not edit.applied:
+            lm.edits.apply(edit.entry)
+        after = measure_rows(lm, measurable, k)
+    return EditReport(report_rows(rows, before, after), {})
 
 
 def report_rows(rows, before: list[dict], after: list[dict]) -> list[dict]:

@@ -65,6 +65,14 @@ class BatchEdit(LoggedEdit):
     seconds: dict = field(default_factory=dict)
     entry: LogEntry | None = None
 
+    def report(self, facts=None, k: int = 5):
+        """Before → after on every fact's prompt and paraphrases (an :class:`~.evaluate.EditReport`); ``facts``
+        give true objects and paraphrases (default: the dev facts with the same prompts). "Before" is the
+        model without this edit (other edits kept)."""
+        from .evaluate import batch_report
+
+        return batch_report(self, facts, k)
+
     def __repr__(self):
         return (f"BatchEdit({self.method}, {len(self.requests)} facts, layers {self.layers[0]}–{self.layers[-1]}, "
                 f"{'applied' if self.applied else 'not applied'})")

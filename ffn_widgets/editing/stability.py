@@ -127,6 +127,29 @@ class StabilityRun:
 
         return pd.DataFrame([{k: v for k, v in r.items() if k != "norm_ratios"} for r in self.rows])
 
+    def save(self, path) -> None:
+        """JSON lines (the settings, then one row per line), written atomically."""
+        import json
+        import os
+        from pathlib import Path
+
+        settings = {k: (v.__dict__ if isinstance(v, Collapse) else v) for k, v in self.settings.items()}
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(json.dumps(x) for x in [settings, *self.rows]) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> "StabilityRun":
+        """A run :meth:`save` or ``experiments/stability_curves.py`` wrote (finished or cut short)."""
+        import json
+        from pathlib import Path
+
+        lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
+        if not lines:
+            raise InputError(f"{path} holds no stability run.")
+        return cls(rows=lines[1:], settings=lines[0])
+
     def figure(self):
         """Retention, paraphrase and neighbourhood scores, the unrelated KL and the norm growth against the
         number of edits; the collapse marked."""

@@ -1,0 +1,82 @@
+"""Writes notebooks/05_many_edits.ipynb (the notebook's text lives here so it can be reviewed as code)."""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+md, code = new_markdown_cell, new_code_cell
+cells = [
+    md("""# Many edits: MEMIT, AlphaEdit, and what happens as edits pile up
+
+Notebook 04 rewrote one fact with ROME. Real use means many facts, and a model edited again and again:
+
+- **MEMIT** (Meng et al., ICLR 2023) writes a whole batch in one call. It computes, for each fact, the residual-stream vector the *last* layer of a range should produce at the subject, and spreads the needed change over the range's MLPs (layers 0–4 here), solving `ΔW = R Kᵀ (λC + K Kᵀ)⁻¹` per layer.
+- **AlphaEdit** (Fang et al., ICLR 2025) projects that update onto the null space of the keys the layer already uses (and of earlier edits' keys), so what the model knew is spared.
+- **Sequential ROME** applies one rank-one edit after another. Gupta et al. (2024) found it forgets gradually and then collapses: one *disabling edit* breaks the model.
+
+This notebook writes a batch, compares the methods on the same facts, and runs the edit-stability experiment live. Run time on a 2-core laptop CPU: about 5 minutes once the key statistics are cached (the first run computes them for layers 0–4: about a minute more)."""),
+    code("""import ffn_widgets as fw
+
+lm = fw.load_model()
+facts = fw.load_facts()
+relations = list(dict.fromkeys(f["relation"] for f in facts))
+batch = [next(f for f in facts if f["relation"] == r) for r in relations[:5]]   # one fact of each of 5 relations
+for f in batch:
+    print(f"{f['prompt']} {f['target_true']}  →  {f['target_new']}")"""),
+    md("""## One batch, one call: MEMIT
+
+`fw.memit_edit(lm, requests)` takes dicts with `prompt`, `subject` and `target_new` (the dev facts have them), or a facts file. The whole batch is one entry of the edit log: undo, reset, save and load work as for ROME, bit for bit. `report()` measures every fact's prompt and paraphrases before (this edit left out) and after."""),
+    code("""b = fw.memit_edit(lm, batch)
+print(b)
+print(lm.edits)
+b.report().to_frame()[["kind", "prompt", "true", "new", "p_true before", "p_true after", "p_new before", "p_new after"]]"""),
+    code("""b.undo()
+print(lm.edits, "— the weights as loaded:", lm.edits.base_fingerprint == lm.fingerprint)"""),
+    md("""## The editor with a list of facts
+
+Given `facts=`, the editor lists them and offers MEMIT, AlphaEdit, r-ROME and ROME (the last two one fact after another). The layer is the last of MEMIT's five-layer range. Apply streams each fact's optimisation; Cancel leaves the weights untouched (a cancelled ROME sequence takes out the facts it had written); afterwards every fact's prompt and paraphrases are shown before → after, and the log holds the edit with its Undo."""),
+    code("""fw.Editor(lm, facts=batch, method="memit")"""),
+    md("""## Three methods on the same facts
+
+`fw.compare_methods` writes the facts with each method from the unedited model (and takes them out again), then scores them with all of them in place: efficacy (P(new) > P(true) on each prompt), paraphrases, neighbours (other subjects keep their own object), the KL of 20 unrelated prompts' next-token distributions against the unedited model, and the growth of the edited matrices' norms."""),
+    code("""cmp = fw.compare_methods(lm, batch, ["memit", "alphaedit", "r-rome"])
+print(cmp)
+cmp.figure()"""),
+    md("""Measured on all 43 dev facts (MEMIT and AlphaEdit: one batch of 43; r-ROME: 43 edits one after another, all kept; layers 0–4 and 4; 2-core CPU):
+
+| method | efficacy | paraphrase | fluency before → after | ‖W‖ growth | time |
+|---|---|---|---|---|---|
+| MEMIT | 100 | 88.4 | 506 → 495 | ×1.011 | 320–475 s |
+| AlphaEdit | 100 | 87.2 | 506 → 485 | ×1.015 | 483 s |
+| r-ROME, sequential | 100 (42 edits; one the model already said) | 86.0 | 506 → 497 | ×1.25 | 527 s |
+
+MEMIT on GPT-J with 10,000 edits (the paper): 98.9 / 88.6, neighbourhood 73.7. With all 43 dev facts edited at once every neighbour prompt is itself an edited fact, so the neighbourhood score says nothing there; the comparison above uses five facts whose neighbours are mostly not edited."""),
+    md("""## Edit after edit: the stability experiment, live
+
+`fw.StabilityMonitor` edits facts one step after another and measures after every step, against the **original** model: **retention** (of the edits made in earlier steps, the fraction still holding), paraphrase and neighbourhood scores over all edits so far, the KL of unrelated prompts, and the norm growth of the edited matrices. Its curves grow as edits land. It flags **collapse** — the unrelated prompts' mean KL above 1 nat, a matrix norm ×10, or retention under 50% — with a red marker. Cancel stops it within an edit. However the run ends, its edits are taken out again.
+
+Eight r-ROME steps take about 1½ minutes here. The controls start another run: a different method, more steps, or several facts per step (MEMIT and AlphaEdit write each step's facts as one batch)."""),
+    code("""monitor = fw.StabilityMonitor(lm, method="r-rome", steps=8)
+monitor"""),
+    code("""run = monitor.wait()   # waits for the run above (the widget keeps drawing meanwhile)
+print(run)
+run.to_frame()[["edits", "retention", "efficacy", "paraphrase", "neighbourhood", "kl", "norm_ratio"]]"""),
+    md("""The same experiment from code: `fw.edit_stability(lm, method=..., batch=..., steps=...)` returns the run, with `.figure()` and `.to_frame()`. `fw.stability_steps(...)` yields each row as it is measured. Beyond the 43 dev facts, later steps edit the same facts again, to other objects of their relation (deterministic for a seed: `fw.stability_facts`).
+
+## The long runs
+
+200 edits per method take about an hour each on a laptop CPU. This command makes them:
+
+```
+python experiments/stability_curves.py run --method r-rome --steps 200 --every 5 --out results/r-rome.jsonl
+python experiments/stability_curves.py run --method memit --batch 10 --steps 20 --out results/memit.jsonl
+python experiments/stability_curves.py plot results/*.jsonl --html results/stability.html
+```
+
+The runs measured on the default model ship with the package (`fw.measured_runs()`):"""),
+    code("""runs = fw.measured_runs()
+print(fw.runs_table(runs))
+fw.runs_figure(runs)"""),
+]
+nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+Path(__file__).resolve().parents[1].joinpath("notebooks/05_many_edits.ipynb").write_text(nbformat.writes(nb))
