@@ -34,6 +34,7 @@ class StabilityMonitor(ViewWidget):
     status = traitlets.Unicode("idle").tag(sync=True)  # idle, running, done, cancelled, failed
     rows = traitlets.List([]).tag(sync=True)  # one per measurement (ROW_KEYS + facts, collapsed, collapse_reason)
     collapse = traitlets.Dict({}).tag(sync=True)  # the thresholds, for the chart's guide lines
+    keep_edits = traitlets.Bool(False).tag(sync=True)  # the run's edits stay in lm.edits afterwards
 
     def __init__(self, lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int = 20, *,
                  start: bool = True, **run_kwargs):
@@ -48,6 +49,7 @@ class StabilityMonitor(ViewWidget):
         c = run_kwargs.get("collapse", Collapse())
         with self.hold_sync():
             self.method, self.batch, self.steps = method, batch, steps
+            self.keep_edits = bool(run_kwargs.get("keep_edits", False))
             self.collapse = {"kl": c.kl, "norm_ratio": c.norm_ratio, "retention": c.retention}
             self.title = "Edit stability"
         if start:

@@ -88,7 +88,8 @@ export function render({ model, el }: RenderProps) {
       typeof limits.norm_ratio === "number" ? limits.norm_ratio : null, at);
     const r = rows[rows.length - 1];
     const status = String(model.get("status") ?? "idle");
-    const ended = status === "cancelled" ? " · cancelled: the run's edits were taken out" : status === "done" ? " · done: the run's edits were taken out" : "";
+    const after = model.get("keep_edits") ? "the run's edits stay in the model's edit log" : "the run's edits were taken out";
+    const ended = status === "cancelled" || status === "done" ? ` · ${status}: ${after}` : "";
     summary.replaceChildren(...(r ? [
       `${r.edits} edits · retention ${pct(r.retention)} · efficacy ${pct(r.efficacy)} · paraphrases ${pct(r.paraphrase)} · neighbours ${pct(r.neighbourhood)} · KL ${formatNumber(r.kl ?? NaN)} · norm ×${formatNumber(r.norm_ratio ?? NaN)}${ended}`,
       ...(collapsed ? [h("span", { class: "fw-st-collapse", text: ` · collapsed at ${collapsed.edits} edits: ${collapsed.collapse_reason}` })] : []),
