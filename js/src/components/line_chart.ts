@@ -48,29 +48,35 @@ export interface LineChartOptions {
   ariaLabel?: string;
 }
 
-export function lineChart(opts: LineChartOptions) {
-  const W = opts.width ?? 320;
-  const H = opts.height ?? 120;
-  const pad = { left: 44, right: 38, top: 18, bottom: 20 };
-  const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "fw-line-chart", role: "img",
-    "aria-label": opts.ariaLabel ?? opts.label });
-  const frame = svg("rect", { x: pad.left, y: pad.top, width: W - pad.left - pad.right, height: H - pad.top - pad.bottom,
+export interface Pad { left: number; right: number; top: number; bottom: number }
+
+/** An SVG chart's frame: the root, the plot rectangle, a text-label maker and the axis-end labels. */
+export function chartFrame(W: number, H: number, pad: Pad, cls: string, ariaLabel: string) {
+  const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: cls, role: "img", "aria-label": ariaLabel });
+  const rect = svg("rect", { x: pad.left, y: pad.top, width: W - pad.left - pad.right, height: H - pad.top - pad.bottom,
     fill: "none", stroke: "var(--jp-border-color2, #ddd)" });
-  const line = svg("polyline", { fill: "none", stroke: "var(--jp-brand-color1, #1976d2)", "stroke-width": 2, class: "fw-chart-y" });
-  const line2 = svg("polyline", { fill: "none", stroke: "var(--fw-pos, #d8734f)", "stroke-width": 1.5, "stroke-dasharray": "4 3", class: "fw-chart-y2" });
-  const dots = svg("g", { fill: "var(--jp-brand-color1, #1976d2)" });
+  root.appendChild(rect);
   const text = (x: number, y: number, anchor: string, cls = "") => {
     const t = svg("text", { x, y, "text-anchor": anchor, "font-size": 10, fill: "var(--jp-ui-font-color2, #777)", class: cls });
     root.appendChild(t);
     return t;
   };
-  root.append(frame, line2, line, dots);
-  const yHi = text(pad.left - 4, pad.top + 4, "end", "fw-chart-hi");
-  const yLo = text(pad.left - 4, H - pad.bottom, "end", "fw-chart-lo");
+  const axes = { yHi: text(pad.left - 4, pad.top + 4, "end", "fw-chart-hi"), yLo: text(pad.left - 4, H - pad.bottom, "end", "fw-chart-lo"),
+    xLo: text(pad.left, H - 6, "start"), xHi: text(W - pad.right, H - 6, "end", "fw-chart-xhi") };
+  return { root, text, ...axes };
+}
+
+export function lineChart(opts: LineChartOptions) {
+  const W = opts.width ?? 320;
+  const H = opts.height ?? 120;
+  const pad = { left: 44, right: 38, top: 18, bottom: 20 };
+  const { root, text, yHi, yLo, xLo, xHi } = chartFrame(W, H, pad, "fw-line-chart", opts.ariaLabel ?? opts.label);
+  const line = svg("polyline", { fill: "none", stroke: "var(--jp-brand-color1, #1976d2)", "stroke-width": 2, class: "fw-chart-y" });
+  const line2 = svg("polyline", { fill: "none", stroke: "var(--fw-pos, #d8734f)", "stroke-width": 1.5, "stroke-dasharray": "4 3", class: "fw-chart-y2" });
+  const dots = svg("g", { fill: "var(--jp-brand-color1, #1976d2)" });
+  root.append(line2, line, dots);
   const y2Hi = text(W - pad.right + 4, pad.top + 4, "start");
   const y2Lo = text(W - pad.right + 4, H - pad.bottom, "start");
-  const xLo = text(pad.left, H - 6, "start");
-  const xHi = text(W - pad.right, H - 6, "end", "fw-chart-xhi");
   const key = text(pad.left, 11, "start");
   key.setAttribute("fill", "var(--jp-ui-font-color1, #444)");
 

@@ -2,7 +2,7 @@
 // a 0..1 axis for scores or a log axis for ratios and divergences, an optional dashed threshold line and a
 // vertical marker (where a run collapsed), and a legend. Values are drawn as given; NaN/null leave a gap.
 import { formatNumber } from "../core";
-import { logRange, logY, svg } from "./line_chart";
+import { chartFrame, logRange, logY, svg } from "./line_chart";
 
 export interface Series {
   name: string;
@@ -23,27 +23,15 @@ export function seriesChart(opts: SeriesChartOptions) {
   const W = opts.width ?? 360;
   const H = opts.height ?? 130;
   const pad = { left: 44, right: 10, top: 30, bottom: 20 };
-  const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "fw-series-chart", role: "img",
-    "aria-label": opts.ariaLabel ?? opts.title });
-  const frame = svg("rect", { x: pad.left, y: pad.top, width: W - pad.left - pad.right, height: H - pad.top - pad.bottom,
-    fill: "none", stroke: "var(--jp-border-color2, #ddd)" });
-  const lines = svg("g");
+  const { root, text, yHi, yLo, xLo, xHi } = chartFrame(W, H, pad, "fw-series-chart", opts.ariaLabel ?? opts.title);
   const guides = svg("g");
-  const label = (x: number, y: number, anchor: string, cls = "") => {
-    const t = svg("text", { x, y, "text-anchor": anchor, "font-size": 10, fill: "var(--jp-ui-font-color2, #777)", class: cls });
-    root.appendChild(t);
-    return t;
-  };
-  root.append(frame, guides, lines);
-  const title = label(pad.left, 11, "start", "fw-chart-title");
+  const lines = svg("g");
+  root.append(guides, lines);
+  const title = text(pad.left, 11, "start", "fw-chart-title");
   title.setAttribute("fill", "var(--jp-ui-font-color1, #444)");
   title.textContent = opts.title;
   const legend = svg("g", { class: "fw-chart-legend" });
   root.appendChild(legend);
-  const yHi = label(pad.left - 4, pad.top + 4, "end", "fw-chart-hi");
-  const yLo = label(pad.left - 4, H - pad.bottom, "end", "fw-chart-lo");
-  const xLo = label(pad.left, H - 6, "start");
-  const xHi = label(W - pad.right, H - 6, "end", "fw-chart-xhi");
 
   return {
     el: root as SVGSVGElement,
