@@ -18,6 +18,7 @@ This notebook writes a batch, compares the methods on the same facts, and runs t
     code("""import ffn_widgets as fw
 
 lm = fw.load_model()
+loaded = lm.fingerprint                           # a hash of every weight's bytes
 facts = fw.load_facts()
 relations = list(dict.fromkeys(f["relation"] for f in facts))
 batch = [next(f for f in facts if f["relation"] == r) for r in relations[:5]]   # one fact of each of 5 relations
@@ -31,7 +32,7 @@ print(b)
 print(lm.edits)
 b.report().to_frame()[["kind", "prompt", "true", "new", "p_true before", "p_true after", "p_new before", "p_new after"]]"""),
     code("""b.undo()
-print(lm.edits, "— the weights as loaded:", lm.edits.base_fingerprint == lm.fingerprint)"""),
+print(lm.edits, "— the weights as loaded, bit for bit:", lm.fingerprint == loaded)"""),
     md("""## The editor with a list of facts
 
 Given `facts=`, the editor lists them and offers MEMIT, AlphaEdit, r-ROME and ROME (the last two one fact after another). The layer is the last of MEMIT's five-layer range. Apply streams each fact's optimisation; Cancel leaves the weights untouched (a cancelled ROME sequence takes out the facts it had written); afterwards every fact's prompt and paraphrases are shown before → after, and the log holds the edit with its Undo."""),

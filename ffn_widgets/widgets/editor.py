@@ -14,6 +14,8 @@ and the model's whole edit log (``lm.edits``, edits made from code included) wit
     ed.undo()                            # this edit off again, bit for bit; ed.reset(): all edits
     fw.Editor(lm, prompt, subject, layer_hint=trace["mlp"].indirect[:, last_subject_token])
     ed.show_in(explorer)                 # in the explorer's panel
+    fw.Editor(lm, facts=facts, method="memit")   # batch mode: a list of facts (or a facts file) in one Apply,
+                                                 # MEMIT / AlphaEdit (one entry) or ROME / r-ROME (one per fact)
 
 The science is :func:`~ffn_widgets.editing.rome.rome_steps` and :func:`~ffn_widgets.editing.evaluate.edit_report`;
 this class drives and serialises them.
