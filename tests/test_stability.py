@@ -189,6 +189,8 @@ def test_monitor_rows_equal_the_run_and_weights_are_left_as_found(lm):
         assert sent["edits"] == ref["edits"] and sent["facts"] == ref["facts"]
     assert same(before, state(lm)) and len(lm.edits) == 0
     assert mon.figure().data and list(mon.to_frame()["edits"]) == [1, 2, 3]
+    shown = fw.StabilityMonitor(lm, run=run)  # a finished run, to explore: nothing runs
+    assert shown.status == "done" and shown.rows == mon.rows and shown.steps == 3 and len(lm.edits) == 0
 
 
 def test_monitor_cancel_within_an_edit_on_the_event_loop(lm):

@@ -4,6 +4,7 @@
     mon                                                          # retention, PS, NS, KL, norm growth, live
     mon.run                                                      # the StabilityRun so far (.figure(), .to_frame())
     fw.StabilityMonitor(lm, method="memit", batch=5, steps=8, start=False)   # press Start (method, steps, batch)
+    fw.StabilityMonitor(lm, run=fw.measured_runs()[0])           # a finished or saved run's curves, to explore
 
 The run is :func:`~ffn_widgets.editing.stability.stability_steps` on the kernel's event loop, one piece of
 work at a time (each optimisation step of each edit, each measurement), so a Cancel press lands within an
@@ -37,7 +38,7 @@ class StabilityMonitor(ViewWidget):
     keep_edits = traitlets.Bool(False).tag(sync=True)  # the run's edits stay in lm.edits afterwards
 
     def __init__(self, lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int = 20, *,
-                 start: bool = True, **run_kwargs):
+                 start: bool = True, run: StabilityRun | None = None, **run_kwargs):
         super().__init__()
         self.lm, self.facts, self.run_kwargs = lm, facts, run_kwargs
         self.run = StabilityRun()
@@ -52,7 +53,13 @@ class StabilityMonitor(ViewWidget):
             self.keep_edits = bool(run_kwargs.get("keep_edits", False))
             self.collapse = {"kl": c.kl, "norm_ratio": c.norm_ratio, "retention": c.retention}
             self.title = "Edit stability"
-        if start:
+        if run is not None:  # show a run made elsewhere (its settings in the controls)
+            settings = run.settings
+            with self.hold_sync():
+                self.method = settings.get("method", method)
+                self.batch, self.steps = int(settings.get("batch") or batch), int(settings.get("steps") or steps)
+                self.run, self.rows, self.status = run, [_row(r) for r in run.rows], "done"
+        elif start:
             self.start()
 
     # ---- the Python API ------------------------------------------------------------------------
@@ -101,11 +108,8 @@ class StabilityMonitor(ViewWidget):
                              "fraction": min(1.0, (step + within) / steps)}
             return
         self.run.rows.append(item)
-        row = {k: _number(item.get(k)) for k in ROW_KEYS}
-        row.update(facts=[str(f) for f in item["facts"]], collapsed=bool(item["collapsed"]),
-                   collapse_reason=item["collapse_reason"] or "", skipped=len(item["skipped"]))
         with self.hold_sync():
-            self.rows = [*self.rows, row]
+            self.rows = [*self.rows, _row(item)]
             self.progress = {"message": f"Step {item['step'] + 2} of {self.steps}: editing",
                              "fraction": (item["step"] + 1) / self.steps}
 
@@ -131,6 +135,14 @@ class StabilityMonitor(ViewWidget):
     @handles("cancel")
     def _on_cancel(self, msg):
         self.cancel()
+
+
+def _row(item: dict) -> dict:
+    """A measurement as the browser gets it: numbers (None for undefined), the step's facts, collapse."""
+    row = {k: _number(item.get(k)) for k in ROW_KEYS}
+    row.update(facts=[str(f) for f in item["facts"]], collapsed=bool(item["collapsed"]),
+               collapse_reason=item["collapse_reason"] or "", skipped=len(item["skipped"]))
+    return row
 
 
 def _count(v, name):
