@@ -5,7 +5,10 @@ the top neuron suppressed, a causal trace), runs it in headless Chromium and sav
 ``docs/<name>.png``. The explorer's picture comes from the explorer's browser test
 (``FFN_WIDGETS_SCREENSHOTS=docs pytest tests/browser/test_explorer_lab.py``).
 
-Usage: python docs/make_screenshots.py [--out docs]   (needs `make browser` and the built front end)
+``--set editing`` takes the stability monitor showing the long r-ROME run that ships with the package.
+
+Usage: python docs/make_screenshots.py [--out docs] [--set views|editing]   (needs `make browser` and the built
+front end)
 """
 import argparse
 import sys
@@ -40,26 +43,35 @@ sliders""",
 tr""",
 ]
 SHOTS = [("neuron_card.png", ".fw-neuron-card"), ("sliders.png", ".fw-sliders"), ("causal_trace.png", ".fw-trace-maps")]
+TRACE_DONE = "() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')"
+# the editing views: the long r-ROME stability run that ships with the package, in the live widget
+EDITING = ["""import ffn_widgets as fw
+lm = fw.load_model()
+run = next(r for r in fw.measured_runs() if r.settings["method"] == "r-rome")
+fw.StabilityMonitor(lm, run=run)"""]
+SETS = {"views": (CELLS, SHOTS, TRACE_DONE),
+        "editing": (EDITING, [("stability.png", ".fw-stability")], "() => !!document.querySelector('.fw-stability')")}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "docs"))
+    ap.add_argument("--set", choices=sorted(SETS), default="views")
     args = ap.parse_args()
+    cells, shots, ready = SETS[args.set]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp()) / "screenshots.ipynb"
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS], metadata=kernel),
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata=kernel),
                    path)
     lab = Lab.start()
     try:
         page = lab.open(path, width=1250, height=2600, timeout=300)
         lab.run_all(timeout=600)
-        trace_done = "() => [...document.querySelectorAll('.fw-content')].some(r => r.dataset.status === 'done')"
-        page.wait_for_function(trace_done, timeout=600_000)
+        page.wait_for_function(ready, timeout=600_000)
         page.wait_for_timeout(800)
-        for name, selector in SHOTS:
+        for name, selector in shots:
             widget = page.locator(selector).first
             widget.scroll_into_view_if_needed()
             page.wait_for_timeout(300)
