@@ -25,7 +25,7 @@ def test_stability_run_and_cancel_from_the_browser(lab):
     page.click(".fw-st-start")
     page.wait_for_selector('.fw-stability[data-status="done"]', timeout=400_000)
     rows = page.evaluate("() => window.__rows")
-    assert rows[-1] == 3 and rows == sorted(rows) and len(set(rows)) == 3, rows  # one point per step, live
+    assert rows[-3:] == [1, 2, 3] and rows == sorted(rows), rows  # one point per step, live
     summary = page.text_content(".fw-st-summary")
     kernel = lab.kernel_json("[len(mon.run.rows), mon.run.rows[-1]['retention'], len(lm.edits), "
                              "weights_hash() == original]")

@@ -81,7 +81,7 @@ export function seriesChart(opts: SeriesChartOptions) {
       yHi.textContent = range ? formatNumber(range[1]) : "100%";
       yLo.textContent = range ? formatNumber(range[0]) : "0";
       xLo.textContent = "0";
-      xHi.textContent = `${formatNumber(hi)} edits`;
+      xHi.textContent = `${Math.round(hi)} edits`;
     },
   };
 }
