@@ -122,7 +122,7 @@ def runs_figure(runs, title: str | None = None):
 def runs_table(runs) -> str:
     """A markdown table of the runs: where each collapsed (and why) and its last measurement."""
     pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    lines = ["| method | facts per step | edits | collapsed at (edits) | retention | PS | NS | KL | norm × | s/step |",
+    lines = ["| method | facts per step | edits | collapsed at (edits) | retention | PS | NS | KL | norm × | s/edit |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s = run.summary
@@ -130,5 +130,5 @@ def runs_table(runs) -> str:
         where = "–" if at is None else f"{at} ({s['collapse_reason']})"
         lines.append(f"| {s['method']} | {run.settings.get('batch', 1)} | {s['edits']} | {where} | "
                      f"{pct(s['retention'])} | {pct(s['paraphrase'])} | {pct(s['neighbourhood'])} | {s['kl']:.4f} | "
-                     f"{s['norm_ratio']:.3f} | {s['seconds_per_step']:.1f} |")
+                     f"{s['norm_ratio']:.3f} | {s['seconds_per_edit']:.1f} |")
     return "\n".join(lines)

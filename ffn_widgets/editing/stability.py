@@ -120,7 +120,7 @@ class StabilityRun:
                 "collapsed_at": self.collapsed_at, "collapse_reason": self.collapse_reason,
                 **{k: last.get(k) for k in ("retention", "efficacy", "paraphrase", "neighbourhood", "kl",
                                             "norm_ratio", "fluency")},
-                "seconds_per_step": sum(secs) / len(secs) if secs else None}
+                "seconds_per_edit": sum(secs) / last["edits"] if secs and last.get("edits") else None}
 
     def to_frame(self):
         import pandas as pd
