@@ -87,6 +87,8 @@ def measured_runs() -> list:
     from .stability import StabilityRun
 
     folder = files("ffn_widgets.data").joinpath("stability")
+    if not folder.is_dir():
+        return []
     return [StabilityRun.load(p) for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".jsonl")]
 
 
