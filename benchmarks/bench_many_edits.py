@@ -69,6 +69,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-batch", action="store_true", help="only the measurement figures")
+    ap.add_argument("--skip-measure", action="store_true", help="only the batch figures")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,7 +77,14 @@ def main():
     facts = all_facts()
     print(f"{lm!r}; torch threads {torch.get_num_threads()}; {len(facts)} facts available")
 
-    # the stability experiment's measurement against the straightforward count
+    if not args.skip_measure:
+        measurement(lm, args.repeats)
+    if not args.skip_batch:
+        batch_against_sequential(lm, facts, args.facts)
+
+
+def measurement(lm, repeats):
+    """The stability experiment's measurement against the straightforward count."""
     unrelated = UNRELATED_PROMPTS[:20]
     before = next_token_dists(lm, unrelated)
     print("\nmeasurement | n facts | batched s | straightforward s | speed-up | batched s per fact")
@@ -85,7 +93,7 @@ def main():
     for n in (5, 10, 20, len(dev)):
         current = {f["prompt"]: {**f, "step": 0} for f in dev[:n]}
         ours, plain = [], []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             ours.append(timed(lambda: _measure(lm, current, -1, unrelated, before, {}, 0, 0))[0])
             plain.append(timed(lambda: straightforward(lm, current, unrelated, before))[0])
         o, p = statistics.median(ours), statistics.median(plain)
@@ -93,11 +101,11 @@ def main():
         print(f"measurement | {n} | {o:.2f} | {p:.2f} | {p / o:.2f}× | {o / n:.3f}")
     print(f"cost per fact at n={len(dev)} / at n=5: {per_fact[len(dev)] / per_fact[5]:.2f} (≤ 1: no faster than "
           "linear)")
-    if args.skip_batch:
-        return
 
-    # MEMIT in one call against r-ROME one fact after another, the same facts, statistics cached
-    batch = facts[:args.facts]
+
+def batch_against_sequential(lm, facts, n):
+    """MEMIT in one call against r-ROME one fact after another, the same facts, statistics cached."""
+    batch = facts[:n]
     requests = [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in batch]
     layers = default_layers(lm)
     fw.key_statistics(lm, layers)
