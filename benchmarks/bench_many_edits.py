@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import ffn_widgets as fw  # noqa: E402
 from ffn_widgets.editing.memit import default_layers  # noqa: E402
 from ffn_widgets.editing.metrics import kl, next_token_dists  # noqa: E402
+from ffn_widgets.editing.rome import AlreadyAnswered  # noqa: E402
 from ffn_widgets.editing.stability import UNRELATED_PROMPTS, _measure  # noqa: E402
 
 MORE = Path(__file__).with_name("more_facts.jsonl")
@@ -120,9 +121,7 @@ def batch_against_sequential(lm, facts, n):
         for r in requests:
             try:
                 fw.rome_edit(lm, r["prompt"], r["subject"], " " + r["target_new"].strip(), progress=False)
-            except fw.InputError as exc:
-                if "already continues" not in str(exc):
-                    raise
+            except AlreadyAnswered:
                 skipped += 1
     t_rome, _ = timed(sequential)
     lm.edits.reset()

@@ -233,8 +233,7 @@ def memit_quick():
 
 @pytest.mark.parametrize("method", ["memit", "alphaedit"])
 def test_batch_apply_writes_what_the_batch_function_writes(lm, method):
-    from ffn_widgets.editing.memit import batch_steps
-    from ffn_widgets.widgets.editor_batch import memit_layers
+    from ffn_widgets.editing.memit import batch_steps, default_layers
 
     original = snapshot(lm)
     ed = fw.Editor(lm, facts=BATCH, method=method, layer=1, settings=memit_quick(), **SMALL)
@@ -242,7 +241,7 @@ def test_batch_apply_writes_what_the_batch_function_writes(lm, method):
     assert ed.batch[1] == {"prompt": BATCH[1]["prompt"], "subject": "The Colosseum", "target": " Paris"}
     assert ed.dispatch({"type": "apply"}), ed.error
     assert ed.status == "done" and len(ed.edit) == 1 and len(lm.edits) == 1
-    assert ed.edit_log[0]["layers"] == [0, 1] == memit_layers(1) and ed.edit_log[0]["mine"]
+    assert ed.edit_log[0]["layers"] == [0, 1] == default_layers(lm, 1) and ed.edit_log[0]["mine"]
     assert ed.comparison["applied"] and ed.comparison["layers"] == [0, 1]
     ed.undo()  # the widget's Apply off again, bit for bit
     assert same_weights(lm, original) and not ed.comparison["applied"]

@@ -65,9 +65,7 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     rows = []
     for method in methods:
         batch_method = method in ("memit", "alphaedit")
-        where = layer
-        if batch_method and layer is not None:
-            where = list(range(max(0, layer - len(default_layers(lm)) + 1), layer + 1))
+        where = default_layers(lm, layer) if batch_method and layer is not None else layer
         steps = 1 if batch_method else len(facts)
         run = stability_steps(lm, facts, method, len(facts) if batch_method else 1, steps, layer=where, seed=seed,
                               every=steps, n_unrelated=n_unrelated, fluency_tokens=fluency_tokens, **edit_kwargs)

@@ -78,9 +78,10 @@ class BatchEdit(LoggedEdit):
                 f"{'applied' if self.applied else 'not applied'})")
 
 
-def default_layers(lm: LM) -> list[int]:
-    """Five layers ending at the default ROME layer (MEMIT: GPT-2 XL 13–17 around its ROME layer 17; GPT-J 3–8)."""
-    last = default_layer(lm)
+def default_layers(lm: LM, last: int | None = None) -> list[int]:
+    """Five layers ending at ``last`` (default: the default ROME layer; MEMIT: GPT-2 XL 13–17 around its ROME
+    layer 17; GPT-J 3–8)."""
+    last = default_layer(lm) if last is None else lm.check_layer(int(last))
     return list(range(max(0, last - 4), last + 1))
 
 

@@ -35,6 +35,11 @@ from .log import LogEntry, LoggedEdit, WeightDelta
 from .stats import DEFAULT_TOKENS, KeyMoments
 from .tokens import generate_prefixes, pad_batch
 
+
+class AlreadyAnswered(InputError):
+    """The model already continues the prompt with the new object: there is nothing to write (sequences of
+    edits skip such a fact)."""
+
 METHODS = ("r-rome", "rome")
 
 
@@ -238,7 +243,7 @@ def check_request(lm: LM, prompt: str, subject: str, target: str) -> list[int]:
     with torch.no_grad():
         greedy = lm.forward(seq[None])[0, len(ids) - 1:].argmax(-1).tolist()
     if greedy == target_ids:
-        raise InputError(f"The model already continues {prompt!r} with {target!r}: there is nothing to change. "
+        raise AlreadyAnswered(f"The model already continues {prompt!r} with {target!r}: there is nothing to change. "
                          "Give a different target.")
     return target_ids
 

@@ -62,7 +62,7 @@ from ..model.long_runs import progress_bar
 from .evaluate import _facts
 from .log import oriented_weight
 from .metrics import generate, kl, next_token_dists, ngram_entropy, pair_probs
-from .rome import rome_steps
+from .rome import AlreadyAnswered, rome_steps
 
 METHODS = ("r-rome", "rome", "memit", "alphaedit")
 UNRELATED_PROMPTS = [
@@ -334,9 +334,7 @@ def _edit(lm, chunk, method, layer, seed, edit_kwargs):
                            seed=seed, **edit_kwargs)
         try:
             info = next(steps)  # the request's checks run here
-        except InputError as exc:
-            if "already continues" not in str(exc):
-                raise
+        except AlreadyAnswered:
             skipped.append(f["prompt"])  # nothing to write: the model already says the new object
             continue
         while True:

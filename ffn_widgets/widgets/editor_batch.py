@@ -8,13 +8,12 @@ A fact the model already completes with its new object is skipped (there is noth
 from __future__ import annotations
 
 from ..editing.evaluate import EditReport, batch_rows, measure_rows, report_rows
-from ..editing.memit import batch_steps, check_requests
-from ..editing.rome import rome_steps
+from ..editing.memit import batch_steps, check_requests, default_layers
+from ..editing.rome import AlreadyAnswered, rome_steps
 from ..facts import target
 from ..model import InputError
 
 BATCH_METHODS = ("memit", "alphaedit", "r-rome", "rome")
-MEMIT_SPAN = 5  # layers of a MEMIT range chosen from the form: the given one and the four before it
 
 
 def check_batch(lm, facts) -> list[dict]:
@@ -26,10 +25,6 @@ def check_batch(lm, facts) -> list[dict]:
     facts = [dict(f) for f in facts]
     check_requests(lm, facts)
     return facts
-
-
-def memit_layers(layer: int) -> list[int]:
-    return list(range(max(0, layer - MEMIT_SPAN + 1), layer + 1))
 
 
 def batch_job(editor, facts: list[dict], method: str, layer: int):
@@ -44,7 +39,7 @@ def batch_job(editor, facts: list[dict], method: str, layer: int):
         if method in ("memit", "alphaedit"):
             requests = [{"prompt": f["prompt"], "subject": f["subject"], "target_new": target(f["target_new"])}
                         for f in facts]
-            edits.append((yield from batch_steps(lm, requests, memit_layers(layer), method=method,
+            edits.append((yield from batch_steps(lm, requests, default_layers(lm, layer), method=method,
                                                  **editor._edit_options())))
         else:
             for i, f in enumerate(facts):
@@ -52,11 +47,11 @@ def batch_job(editor, facts: list[dict], method: str, layer: int):
                                    **editor._edit_options())
                 try:
                     info = next(steps)
-                except InputError as exc:
-                    if "already continues" not in str(exc):
-                        raise InputError(f"Fact {i} ({f['prompt']!r}): {exc}") from None
+                except AlreadyAnswered:
                     skipped.append(f["prompt"])
                     continue
+                except InputError as exc:
+                    raise InputError(f"Fact {i} ({f['prompt']!r}): {exc}") from None
                 edits.append((yield from _numbered(steps, info, i, len(facts))))
     except BaseException:  # cancelled (GeneratorExit), failed, interrupted: nothing of this Apply stays
         for e in reversed(edits):
