@@ -14,7 +14,7 @@ Notebook 04 rewrote one fact with ROME. Real use means many facts, and a model e
 - **AlphaEdit** (Fang et al., ICLR 2025) projects that update onto the null space of the keys the layer already uses (and of earlier edits' keys), so what the model knew is spared.
 - **Sequential ROME** applies one rank-one edit after another. Gupta et al. (2024) found it forgets gradually and then collapses: one *disabling edit* breaks the model.
 
-This notebook writes a batch, compares the methods on the same facts, and runs the edit-stability experiment live. Run time on a 2-core laptop CPU: about 5 minutes once the key statistics are cached (the first run computes them for layers 0–4: about a minute more)."""),
+This notebook writes a batch, compares the methods on the same facts, and runs the edit-stability experiment live. Run time, measured once: 16½ minutes on a 2-core CPU that four other long jobs kept busy (key statistics cached; the first run also computes them for layers 0–4). It has not been timed on an idle machine; most of it is the comparison and the stability run below."""),
     code("""import ffn_widgets as fw
 
 lm = fw.load_model()
