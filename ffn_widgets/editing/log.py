@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers.pytorch_utils import Conv1D
 
-from ..model import InputError
+from ..model import LM, InputError
 from ..model.identity import fingerprint
 from ..model.long_runs import deferred_interrupt
+from ..model.placement import writable
 
 FORMAT = "ffn_widgets.edit_log"
 VERSION = 1
@@ -92,8 +92,8 @@ class LoggedEdit:
 
 
 def oriented_weight(module: torch.nn.Module) -> torch.Tensor:
-    """The weight as ``[out, in]`` (a view: writes reach the parameter; GPT-2's Conv1D stores it transposed)."""
-    return module.weight.T if isinstance(module, Conv1D) else module.weight
+    """The weight as ``[out, in]`` (a view: writes reach what the model computes with, offloaded or not)."""
+    return LM.oriented_weight(module, writable=True)
 
 
 def _crc(t: torch.Tensor) -> int:
@@ -333,12 +333,12 @@ class EditLog:
 
     def _remember(self, paths) -> None:
         for p in paths:
-            w = self.lm.model.get_submodule(p).weight
+            w = writable(self.lm.model.get_submodule(p))
             self._seen[p] = (w.data_ptr(), w._version)
 
     def _check_untouched(self) -> None:
         for p, seen in self._seen.items():
-            w = self.lm.model.get_submodule(p).weight
+            w = writable(self.lm.model.get_submodule(p))
             if (w.data_ptr(), w._version) != seen:
                 raise InputError(f"The weights of {p} were changed outside the edit log since its last edit, so "
                                  "undo and reset could not restore them exactly. Call lm.edits.forget() to keep "

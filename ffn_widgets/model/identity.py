@@ -18,6 +18,8 @@ import zlib
 
 import torch
 
+from .placement import named_weights, offload_slots
+
 
 class _TrackedParameter(torch.nn.Parameter):
     """A parameter whose ``.data`` shares its version counter, so writes through it are counted."""
@@ -46,10 +48,14 @@ class WeightsVersion:
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.version, self._state = model, 0, None
+        self._offloaded = offload_slots(model)  # accelerate-offloaded weights written in memory (edits)
 
     def read(self) -> int:
         params = track(self.model)
         state = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        if self._offloaded:
+            kept = (memory.get(key) for memory, key in self._offloaded)
+            state += tuple((id(t), t._version) for t in kept if t is not None)
         if state != self._state:
             if self._state is not None:
                 self.version += 1
@@ -68,7 +74,7 @@ def fingerprint(model: torch.nn.Module) -> str:
     for caches on disk (deterministic, unlike float sums). Reads every weight once (about 0.3 s per GB)."""
     h = hashlib.blake2b(model.config.to_json_string(use_diff=False).encode(), digest_size=8)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for name, p in named_weights(model):
             crc = zlib.crc32(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
             h.update(f"{name}:{crc};".encode())
     return h.hexdigest()

