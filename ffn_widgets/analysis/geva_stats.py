@@ -119,11 +119,11 @@ def _agreement(top: np.ndarray, next_ids: np.ndarray) -> tuple[float, float]:
 def memory_composition(lm: LM, texts, layers, examples: int, top_memories: int | None, top1, bottom1):
     """Per layer, the fraction of positions where the MLP output's top token is no memory's top token;
     ``top1``/``bottom1`` hold each layer's value top/bottom token ids ``[d_mlp]``. Returns (fractions, positions)."""
-    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model))
-    W = lm.W_U.detach().float()
-    top1 = [torch.as_tensor(np.asarray(t)).long() for t in top1]
-    bottom1 = [torch.as_tensor(np.asarray(b)).long() for b in bottom1]
-    norms = [(lm.values(layer).detach().float() * gain).norm(dim=1) for layer in layers]
+    W = lm.W_U.detach().float()  # everything below is computed on the unembedding's device
+    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model, device=W.device))
+    top1 = [torch.as_tensor(np.asarray(t)).long().to(W.device) for t in top1]
+    bottom1 = [torch.as_tensor(np.asarray(b)).long().to(W.device) for b in bottom1]
+    norms = [(lm.values(layer).detach().float().to(W.device) * gain).norm(dim=1) for layer in layers]
     differs, seen = torch.zeros(len(layers)), 0
     sites = [(site, layer) for layer in layers for site in ("neurons", "mlp_out")]
     for text in texts:
@@ -133,14 +133,14 @@ def memory_composition(lm: LM, texts, layers, examples: int, top_memories: int |
         with torch.no_grad(), hooked(lm, sites) as got:
             lm.forward(ids[None], last_only=True)
         for i, layer in enumerate(layers):
-            m = got["neurons", layer][0].float()  # [pos, d_mlp]
-            out_top = ((got["mlp_out", layer][0].float() * gain) @ W.T).argmax(-1)  # [pos]
+            m = got["neurons", layer][0].float().to(W.device)  # [pos, d_mlp]
+            out_top = ((got["mlp_out", layer][0].float().to(W.device) * gain) @ W.T).argmax(-1)  # [pos]
             preds = torch.where(m > 0, top1[i], bottom1[i])
             active = m != 0
             if top_memories is not None:
                 keep = (m.abs() * norms[i]).topk(min(top_memories, lm.d_mlp), dim=-1).indices
                 active = torch.zeros_like(active).scatter_(1, keep, True) & active
-            differs[i] += (~((preds == out_top[:, None]) & active).any(-1)).sum()
+            differs[i] += (~((preds == out_top[:, None]) & active).any(-1)).sum().cpu()
         seen += len(ids)
     if seen == 0:
         raise InputError("No text to measure the composition statistic on.")
@@ -190,7 +190,7 @@ def token_dependence(lm: LM, index: TriggerIndex, layers=None, neurons: int = 40
     unique = np.unique(np.concatenate([t.ravel() for t in trig.values()]))
     unique = unique[unique >= 0]
     prefix = lm.encode(context)
-    ids = torch.cat([prefix.expand(len(unique), -1), torch.as_tensor(unique, dtype=torch.long)[:, None]], 1)
+    ids = torch.cat([prefix.expand(len(unique), -1), torch.as_tensor(unique, dtype=torch.long, device=prefix.device)[:, None]], 1)
     with torch.no_grad(), hooked(lm, [("neurons", layer) for layer in layers]) as got:
         lm.forward(ids.to(lm.device), last_only=True)
     ratio = np.zeros(len(layers))

@@ -147,7 +147,8 @@ def _group_gradients(lm, ids, target_id, clean, group, alphas) -> list[torch.Ten
     rows = steps * len(group)
     leaves, edits = [], []
     for j, layer in enumerate(group):
-        leaf = (alphas[:, None] * clean["neurons", layer].float()[None]).requires_grad_(True)
+        m = clean["neurons", layer].float()  # where this layer computes (split models: its own device)
+        leaf = (alphas.to(m.device)[:, None] * m[None]).requires_grad_(True)
         leaves.append(leaf)
         edits.append(Intervention("neurons", layer, "fn", _replace_rows(j * steps, leaf)))
     hidden = clean["resid_pre", start].expand(rows, 1, -1)

@@ -23,7 +23,7 @@ def _direction(lm: LM, run: Run, position: int, target_id: int) -> torch.Tensor:
     """``[d_model]`` vector d with contribution(x) = x · d for anything x added at ``position``."""
     final = run.resid_post[-1, position]
     gain, inv_sigma, centres = lm.norm_scale(final)
-    d = lm.W_U[target_id].detach().float() * gain * inv_sigma
+    d = lm.W_U[target_id].detach().float().to(final.device) * gain * inv_sigma
     return d - d.mean() if centres else d  # (P x)·d = x·(P d) for the centring projection P
 
 
@@ -32,8 +32,9 @@ def contributions(lm: LM, run: Run, layer: int, position: int, target_id: int) -
     lm.check_layer(layer)
     d = _direction(lm, run, position, target_id)
     with torch.no_grad():
-        per_unit = lm.values(layer).float() @ d  # [d_mlp]
-    return run.activations[layer, position] * per_unit
+        values = lm.values(layer)
+        per_unit = values.float() @ d.to(values.device)  # [d_mlp]
+    return run.activations[layer, position] * per_unit.to(run.activations.device)
 
 
 def layer_contributions(lm: LM, run: Run, target_id: int) -> torch.Tensor:

@@ -154,11 +154,11 @@ class SliderEngine:
         """Block ``edit.layer``'s output with the scales applied, without running it:
         resid_post = clean resid_post + Σ_i (s_i − 1)·m_i·v_i at every position."""
         layer = edit.layer
-        m = self.neurons[layer][0, :, edit.index]  # [pos, n]
-        v = self.lm.values(layer)[edit.index]  # [n, d_model]
-        delta = (m * (edit.value - 1)) @ v
+        m = self.neurons[layer][0, :, edit.index]  # [pos, n], where the layer computes
+        v = self.lm.values(layer)[edit.index].to(m.device, m.dtype)  # [n, d_model]
+        delta = (m * (edit.value.to(m.device) - 1)) @ v
         clean_post = self.resid_pre[layer + 1] if layer + 1 < self.lm.n_layers else self._final_resid()
-        return clean_post + delta[None]
+        return clean_post + delta[None].to(clean_post.device)
 
     def _final_resid(self) -> torch.Tensor:
         if not hasattr(self, "_final"):

@@ -49,13 +49,15 @@ class ValueTokens:
 
 
 def value_logits(lm: LM, layer: int, neurons=None) -> torch.Tensor:
-    """``[n, vocab]`` logits per unit activation of the given neurons' values (all by default)."""
+    """``[n, vocab]`` logits per unit activation of the given neurons' values (all by default), on the
+    unembedding's device."""
     values = lm.values(layer)
     if neurons is not None:
-        values = values[torch.as_tensor(neurons, dtype=torch.long)]
-    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model))
+        values = values[torch.as_tensor(neurons, dtype=torch.long, device=values.device)]
+    W_U = lm.W_U
+    gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model, device=W_U.device))
     with torch.no_grad():
-        return (values.float() * gain) @ lm.W_U.float().T
+        return (values.to(W_U.device).float() * gain) @ W_U.float().T
 
 
 def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:

@@ -210,7 +210,8 @@ def block_outputs(lm: LM, requests: list[dict], layer: int) -> torch.Tensor:
     spots = torch.as_tensor([lm.find_subject(r["prompt"], r["subject"])[1] - 1 for r in requests])
     with torch.no_grad(), hooked(lm, [("resid_post", layer)]) as got:
         lm.model(input_ids=batch.ids, attention_mask=batch.mask, use_cache=False)
-    return got["resid_post", layer][torch.arange(len(requests)), spots].double().cpu()
+    out = got["resid_post", layer]
+    return out[torch.arange(len(requests), device=out.device), spots.to(out.device)].double().cpu()
 
 
 _PROJECTORS: dict[tuple, torch.Tensor] = {}

@@ -68,9 +68,10 @@ def pair_probs(lm: LM, prompts: list[str], targets: list[str], batch_size: int =
             for row, key in enumerate(chunk):
                 for i in at_seq[key]:
                     _, n, tids = reads[i]
-                    at = torch.arange(n - 1, n + len(tids) - 1, device=lm.device)
+                    at = torch.arange(n - 1, n + len(tids) - 1, device=logits.device)
                     logprobs = logits[row, at].float().log_softmax(-1)
-                    out[i] = torch.exp(logprobs[torch.arange(len(tids)), tids.to(lm.device)].mean()).cpu()
+                    out[i] = torch.exp(logprobs[torch.arange(len(tids), device=logits.device),
+                                                tids.to(logits.device)].mean()).cpu()
     return out
 
 
@@ -99,8 +100,8 @@ def next_token_dists(lm: LM, prompts: list[str], batch_size: int = 16) -> torch.
             chunk = ids[start:start + batch_size]
             padded, mask = _pad(chunk, lm.device)
             logits = lm.forward(padded, attention_mask=mask)
-            last = torch.tensor([len(x) - 1 for x in chunk], device=lm.device)
-            rows.append(logits[torch.arange(len(chunk), device=lm.device), last].log_softmax(-1).cpu())
+            last = torch.tensor([len(x) - 1 for x in chunk], device=logits.device)
+            rows.append(logits[torch.arange(len(chunk), device=logits.device), last].log_softmax(-1).cpu())
     return torch.cat(rows)
 
 

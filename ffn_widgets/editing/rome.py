@@ -256,7 +256,7 @@ def subject_keys(lm: LM, contexts: list[str], subject: str, layer: int, after: l
     with torch.no_grad(), hooked(lm, [("neurons", layer)]) as got:
         kv.forward(lm.model, batch.ids, use_cache=False, last_only=True, attention_mask=batch.mask)
     acts = got["neurons", layer].float()
-    return acts[torch.arange(len(contexts)), torch.as_tensor(spots)]
+    return acts[torch.arange(len(contexts), device=acts.device), torch.as_tensor(spots, device=acts.device)]
 
 
 # ---- value ----------------------------------------------------------------------------------------
@@ -294,7 +294,8 @@ class ValueOptimiser:
         self.read_rows = torch.cat([torch.arange(n).repeat_interleave(T), torch.as_tensor([n])]).to(lm.device)
         self.read_cols = torch.as_tensor(col + [S], device=lm.device)
         self.target_tok = torch.as_tensor(target_ids, device=lm.device).repeat(n)
-        self.delta = torch.zeros(lm.d_model, device=lm.device, dtype=torch.float32, requires_grad=True)
+        self.delta = torch.zeros(lm.d_model, device=lm.device_of(self.module), dtype=torch.float32,
+                                 requires_grad=True)  # where the edited layer computes
         self.curve: list[dict] = []
         self._first_pass()
 
@@ -351,7 +352,8 @@ class ValueOptimiser:
         finally:
             for h in handles:
                 h.remove()
-        h = seen["h"][self.read_rows, self.read_cols - (0 if full else self.S)]
+        h = seen["h"]
+        h = h[self.read_rows.to(h.device), (self.read_cols - (0 if full else self.S)).to(h.device)]
         logits = lm.unembed_module(h).float()
         cap = getattr(lm.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
@@ -360,12 +362,13 @@ class ValueOptimiser:
         s = self.settings
         logits = self._tail_logits()
         logp = torch.log_softmax(logits[:-1], -1)
-        nll = -logp[torch.arange(len(logp), device=logp.device), self.target_tok].reshape(-1, len(self.target_ids))
+        nll = -logp[torch.arange(len(logp), device=logp.device), self.target_tok.to(logp.device)]
+        nll = nll.reshape(-1, len(self.target_ids))
         nll = nll.mean(1).mean()
         kl_now = torch.log_softmax(logits[-1], -1)
         kl = s.kl_factor * torch.sum(self.kl_init.exp() * (self.kl_init - kl_now))
         decay = s.weight_decay * self.delta.norm() / self.value_norm ** 2
-        total = nll + kl + decay
+        total = nll + kl + decay.to(nll.device)  # δ lives on the edited layer's device
         return total, {"loss": float(total.detach()), "nll": float(nll.detach()), "kl": float(kl.detach()),
                        "decay": float(decay.detach()), "p_target": float(torch.exp(-nll.detach()))}
 

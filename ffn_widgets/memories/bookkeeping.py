@@ -49,26 +49,34 @@ def bin_table() -> torch.Tensor:
     return torch.where(code < 0, N_MAG - mag, N_MAG + mag).to(torch.int32)
 
 
-BIN_TABLE = bin_table()
 assert SUB_BINS == 4 and MAX_EXP - MIN_EXP == 16, "the bit trick below assumes 2 mantissa bits"
+_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bin table and the neuron offsets' unit on ``device`` (made once per device: the activations'
+    device decides where the bookkeeping runs)."""
+    if device not in _TABLES:
+        _TABLES[device] = bin_table().to(device), torch.ones(1, dtype=torch.int64, device=device)
+    return _TABLES[device]
 
 
 def add_histogram(counts: torch.Tensor, x: torch.Tensor, neuron_offset: torch.Tensor) -> None:
-    """Add the (neuron, bin) counts of float32 activations ``[N, d]`` to ``counts`` ``[d * N_BINS]``."""
+    """Add the (neuron, bin) counts of float32 activations ``[N, d]`` to ``counts`` ``[d * N_BINS]`` (all three
+    on one device)."""
+    table, one = _tables(x.device)
     code = (x.view(torch.int32) >> 21).view(-1) & 2047
-    index = torch.index_select(BIN_TABLE, 0, code).view(x.shape)
+    index = torch.index_select(table, 0, code).view(x.shape)
     index += neuron_offset
     if x.shape[0] < N_BINS:  # few tokens: scatter them; a full bincount would cost more than the data
-        counts.index_add_(0, index.view(-1), ONE.expand(index.numel()))
+        counts.index_add_(0, index.view(-1), one.expand(index.numel()))
     else:
         counts += torch.bincount(index.view(-1), minlength=counts.numel())
 
 
-ONE = torch.ones(1, dtype=torch.int64)
-
-
 def merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
-    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]``.
+    """New top-k keys ``[d, k]`` (best first) of a layer after seeing activations ``x`` ``[N, d]`` at corpus
+    positions ``gidx`` ``[N]`` (all on one device).
 
     Only values at least the neuron's current k-th best can enter, and at least the batch's own k-th
     best (ties included); they are few, so they are merged per affected neuron instead of ranking the
@@ -93,8 +101,8 @@ def merge_topk(keys: torch.Tensor, x: torch.Tensor, gidx: torch.Tensor) -> torch
     starts = torch.cumsum(counts, 0) - counts
     affected = counts.nonzero().squeeze(1)
     row = (torch.cumsum(counts > 0, 0) - 1)[neuron]
-    slot = torch.arange(neuron.numel()) - starts[neuron]
-    candidates = torch.full((affected.numel(), int(counts.max())), PAD, dtype=torch.int64)
+    slot = torch.arange(neuron.numel(), device=neuron.device) - starts[neuron]
+    candidates = torch.full((affected.numel(), int(counts.max())), PAD, dtype=torch.int64, device=keys.device)
     candidates[row, slot] = keys_of(x[token, neuron], gidx[token])
     out = keys.clone()
     out[affected] = torch.cat([keys[affected], candidates], 1).topk(k, dim=1).values

@@ -80,6 +80,9 @@ def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: i
 
 
 def _converted(lm: LM, dtype: torch.dtype) -> LM:
+    if lm.is_split:
+        raise InputError(f"This model is spread over devices by accelerate, so it cannot be copied into {dtype}; "
+                         f"load it with load_model(..., dtype={str(dtype).replace('torch.', '')!r}) and mine that.")
     return LM(copy.deepcopy(lm.model).to(dtype), lm.tokenizer, lm.name)
 
 
@@ -102,11 +105,12 @@ class Miner:
         if self.offsets[-1] >= LOW:
             raise InputError(f"The corpus has {int(self.offsets[-1]):,} tokens; at most {LOW - 1:,} can be mined.")
         self.batches = _plan(np.diff(offsets), params["batch_tokens"], len(self.lead))
-        self.neuron_offset = torch.arange(lm.d_mlp, dtype=torch.int32) * N_BINS
+        self.device = lm.device  # where the bookkeeping lives; a split model's other layers copy in and out
 
     def fresh(self) -> _State:
-        keys = torch.full((self.lm.n_layers, self.lm.d_mlp, self.params["k"]), PAD, dtype=torch.int64)
-        return _State(keys, torch.zeros(self.lm.n_layers, self.lm.d_mlp * N_BINS, dtype=torch.int64), 0, 0)
+        L, d = self.lm.n_layers, self.lm.d_mlp
+        keys = torch.full((L, d, self.params["k"]), PAD, dtype=torch.int64, device=self.device)
+        return _State(keys, torch.zeros(L, d * N_BINS, dtype=torch.int64, device=self.device), 0, 0)
 
     def run(self, resume, progress, checkpoint_seconds, max_batches) -> TriggerIndex:
         partial = _partial(self.final)
@@ -151,11 +155,21 @@ class Miner:
         if lead:
             ids = torch.cat([torch.as_tensor(self.lead).expand(len(sentences), lead), ids], 1)
 
+        on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
         def record(layer):
             def fn(acts):
                 x = acts[:, lead:].reshape(-1, acts.shape[-1]).float().contiguous()
-                add_histogram(state.counts[layer], x, self.neuron_offset)
-                state.keys[layer] = merge_topk(state.keys[layer], x, flat)
+                if x.device not in on_device:  # corpus positions and neuron offsets where this layer computes
+                    on_device[x.device] = (flat.to(x.device),
+                                           torch.arange(lm.d_mlp, dtype=torch.int32, device=x.device) * N_BINS)
+                gidx, neuron_offset = on_device[x.device]
+                counts = state.counts[layer].to(x.device)  # a view, unless a split model computes elsewhere
+                add_histogram(counts, x, neuron_offset)
+                keys = merge_topk(state.keys[layer].to(x.device), x, gidx)
+                if counts.device != state.counts.device:
+                    state.counts[layer] = counts.to(state.counts.device)
+                state.keys[layer] = keys.to(state.keys.device)
                 return acts
             return fn
 
@@ -186,8 +200,8 @@ class Miner:
                 "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def _state_arrays(self, state: _State) -> dict[str, np.ndarray]:
-        value, sentence, position = decode_keys(state.keys, self.offsets)
-        counts = state.counts.reshape(self.lm.n_layers, self.lm.d_mlp, N_BINS)
+        value, sentence, position = decode_keys(state.keys.cpu(), self.offsets)
+        counts = state.counts.cpu().reshape(self.lm.n_layers, self.lm.d_mlp, N_BINS)
         if int(counts.max()) < 2 ** 31:
             counts = counts.to(torch.int32)
         return {"top_activation": value.numpy(), "top_sentence": sentence.numpy(), "top_position": position.numpy(),
@@ -231,7 +245,8 @@ class Miner:
             return None
         keys = encode_keys(index.values, index.sentence_ids, index.positions, self.offsets)
         counts = torch.from_numpy(np.array(index.counts, dtype=np.int64)).reshape(self.lm.n_layers, -1)
-        return _State(keys, counts, m["progress"]["batches_done"], m["progress"]["tokens_done"])
+        return _State(keys.to(self.device), counts.to(self.device), m["progress"]["batches_done"],
+                      m["progress"]["tokens_done"])
 
     def _write_final(self, state: _State) -> None:
         self.final.parent.mkdir(parents=True, exist_ok=True)

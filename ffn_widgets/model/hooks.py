@@ -212,8 +212,9 @@ def start_at(lm, layer: int, hidden: torch.Tensor):
 
 
 def collect(store: dict, site: str, layers: Iterable[int], row: int | None = 0) -> torch.Tensor:
-    """Stack captured tensors into ``[layer, pos, ...]`` (one batch row) or ``[layer, batch, pos, ...]``."""
+    """Stack captured tensors into ``[layer, pos, ...]`` (one batch row) or ``[layer, batch, pos, ...]``, on the
+    first layer's device (a split model's layers compute on several)."""
     parts = [store[site, layer] for layer in layers]
-    out = torch.stack(parts)
+    out = torch.stack([p.to(parts[0].device) for p in parts])
     return out[:, row] if row is not None else out
 

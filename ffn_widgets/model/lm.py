@@ -30,7 +30,8 @@ class InputError(ValueError):
 
 @dataclass
 class Run:
-    """Everything one forward pass of one prompt computed. Shapes: ``[layer, pos, ...]``, float32.
+    """Everything one forward pass of one prompt computed. Shapes: ``[layer, pos, ...]``, float32, on the CPU
+    (a record to read and plot, whatever device the model computes on).
 
     ``resid_mid`` is the residual stream without this layer's MLP (``resid_post - mlp_out``): for
     sequential blocks, the state between attention and MLP.
@@ -176,26 +177,29 @@ class LM:
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of residual states ``[..., d_model]`` through the final norm and unembedding
-        (with the model's final logit soft-capping where it has one) — the logit lens."""
+        (with the model's final logit soft-capping where it has one) — the logit lens. Computed where the
+        final norm lives; returned on ``resid``'s device."""
         with torch.no_grad():
-            logits = self.unembed_module(self.final_norm(resid.to(self.dtype))).float()
+            x = resid.to(self.device_of(self.final_norm), self.dtype)
+            logits = self.unembed_module(self.final_norm(x)).float().to(resid.device)
         cap = getattr(self.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
     def norm_scale(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Linearise the final norm at ``resid`` ``[..., d_model]``: returns (gain ``[d_model]``,
-        1/σ ``[...]``, centres). ``norm(resid + δ) - norm(resid) ≈ gain * centred(δ) / σ`` with σ frozen."""
+        1/σ ``[...]``, centres). ``norm(resid + δ) - norm(resid) ≈ gain * centred(δ) / σ`` with σ frozen.
+        Both on ``resid``'s device."""
         norm = self.final_norm
         resid = resid.float()
         centres = isinstance(norm, torch.nn.LayerNorm)
         eps = getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5
         x = resid - resid.mean(-1, keepdim=True) if centres else resid
         inv_sigma = torch.rsqrt(x.pow(2).mean(-1) + eps)
-        probe = torch.ones(self.d_model, dtype=self.dtype, device=self.device)
+        probe = torch.ones(self.d_model, dtype=self.dtype, device=self.device_of(norm))
         probe[1::2] = -1  # mean 0, rms 1: norm(probe) = gain * probe + bias
         with torch.no_grad():
             gain = ((norm(probe) - norm(-probe)) / (2 * probe)).float()
-        return gain, inv_sigma, centres
+        return gain.to(resid.device), inv_sigma, centres
 
     # ---- input checks --------------------------------------------------------------------
     def check_layer(self, layer: int) -> int:
@@ -311,7 +315,7 @@ class LM:
         layers = range(self.n_layers)
         with torch.no_grad(), hooked(self, [(s, l) for s in capture for l in layers], edits) as store:
             logits = self.forward(ids[None])[0]
-        get = lambda s: collect(store, s, layers).float() if s in capture else None  # noqa: E731
+        get = lambda s: collect(store, s, layers).float().cpu() if s in capture else None  # noqa: E731
         return Run(prompt, ids.cpu(), self.token_strings(ids), logits.cpu(), get("neurons"),
                    get("resid_pre"), get("attn_out"), get("mlp_out"), get("resid_post"))
 

@@ -341,6 +341,6 @@ def _appender(rows: torch.Tensor):
 def _setter(rows: torch.Tensor, position: int, value: torch.Tensor):
     def restore(x):
         x = x.clone()
-        x[rows.to(x.device), position] = value.to(x.dtype)
+        x[rows.to(x.device), position] = value.to(x.device, x.dtype)
         return x
     return restore

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..model import LM, InputError
+from ..model.placement import read
 from .engine import KINDS, TraceSetup, base_runs
 
 
@@ -16,10 +17,10 @@ def embedding_sigma(lm: LM) -> float:
 
 def _embedding_sigma(lm: LM) -> float:
     emb = lm.model.get_submodule(lm.arch.embed)
-    weight = emb.weight.detach().float()
-    probe = torch.arange(min(256, weight.shape[0]), device=emb.weight.device)
+    weight = read(emb).detach().float()
+    probe = torch.arange(min(256, weight.shape[0]), device=lm.device_of(emb))
     with torch.no_grad():
-        scale = emb(probe).float().norm() / weight[probe].norm().clamp_min(1e-12)
+        scale = emb(probe).float().norm().cpu() / weight[probe.to(weight.device)].norm().cpu().clamp_min(1e-12)
     return float(weight.std() * scale)
 
 
