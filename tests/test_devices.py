@@ -37,22 +37,28 @@ def device_map_for(model, blocks: str, n_layers: int, where) -> dict:
     return out
 
 
-def split_copy(lm, folder):
-    """A copy of ``lm`` with its odd blocks offloaded to disk by accelerate."""
-    from accelerate import dispatch_model
+def split_copy(lm, folder, how: str = "disk"):
+    """A copy of ``lm`` placed by accelerate: its odd blocks offloaded to disk (``"disk"``), or every weight
+    on the meta device with the numbers kept in a dict in memory (``"cpu_offload"``)."""
+    from accelerate import cpu_offload, dispatch_model
 
     model = copy.deepcopy(lm.model)
-    placement = device_map_for(model, lm.arch.layers, lm.n_layers, lambda i: "disk" if i % 2 else "cpu")
-    model = dispatch_model(model, placement, main_device="cpu", offload_dir=str(folder))
+    if how == "cpu_offload":
+        model = cpu_offload(model, execution_device="cpu")
+    else:
+        placement = device_map_for(model, lm.arch.layers, lm.n_layers, lambda i: "disk" if i % 2 else "cpu")
+        model = dispatch_model(model, placement, main_device="cpu", offload_dir=str(folder))
     return fw.load_model(model=model, tokenizer=lm.tokenizer)
 
 
-@pytest.fixture(params=["llama", "gpt2"])  # gated MLP; GPT-2's transposed Conv1D with tied embeddings
+# gated MLP; GPT-2's transposed Conv1D with tied embeddings; every weight offloaded, kept in memory
+@pytest.fixture(params=[("llama", "disk"), ("gpt2", "disk"), ("llama", "cpu_offload")], ids="-".join)
 def pair(request, tiny_lm_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("FFN_WIDGETS_CACHE", str(tmp_path / "cache"))
-    base = tiny_lm_factory(request.param)
+    family, how = request.param
+    base = tiny_lm_factory(family)
     whole = fw.load_model(model=copy.deepcopy(base.model), tokenizer=base.tokenizer)
-    split = split_copy(base, tmp_path / "offload")
+    split = split_copy(base, tmp_path / "offload", how)
     return whole, split
 
 
