@@ -158,3 +158,22 @@ def test_default_model_split_over_cpu_and_disk(default_lm, tmp_path):
     la, lb = fw.logit_lens(split, PROMPT, target=" Paris"), fw.logit_lens(default_lm, PROMPT, target=" Paris")
     torch.testing.assert_close(la.post.probs, lb.post.probs, rtol=0, atol=0)
     assert split.fingerprint == default_lm.fingerprint
+
+
+def test_widgets_on_a_split_model_show_the_unsplit_numbers(pair):
+    """A slider drag and a neuron card on the split model: the same state as on the model in one piece."""
+    from ffn_widgets.widgets.neuron_card import NeuronCard
+    from ffn_widgets.widgets.sliders import NeuronSliders
+
+    whole, split = pair
+    states = []
+    for lm in (split, whole):
+        w = NeuronSliders(lm, PROMPT, [(0, 3), (1, 7)], target=" Paris", k=4, continuation=3)
+        w.send = lambda content, buffers=None: None
+        assert w.dispatch({"type": "scales", "scales": [0.0, 2.5], "seq": 1})
+        states.append((w.result.logits, w.continuation["tokens"]))
+    torch.testing.assert_close(states[0][0], states[1][0], rtol=1e-5, atol=1e-6)
+    assert states[0][1] == states[1][1]
+    cards = [NeuronCard(lm, 1, 7, prompt=PROMPT).data for lm in (split, whole)]
+    assert cards[0].value.top_ids == cards[1].value.top_ids
+    assert cards[0].prompt_acts.tolist() == cards[1].prompt_acts.tolist()
