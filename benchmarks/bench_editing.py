@@ -9,16 +9,21 @@ Each figure is a ratio against a baseline measured in the same run (interleaved,
   forward of the same batches stopped at the same layer.
 - ``undo`` / ``reset``: milliseconds after one edit (restore the original matrix and replay the others).
 
+Key statistics stay on the CPU in float64 (as :mod:`ffn_widgets.editing.stats` keeps them); on accelerators every
+clock read follows a synchronise.
+
 Usage: python benchmarks/bench_editing.py [--repeats 3] [--layer L] [--threads N] [--tokens 100000]
+       [--stat-batches 6]
+       model options (benchmarks/common.py): [--device cuda] [--dtype float32] [--random-weights CONFIG]
 """
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
 
+import common  # noqa: E402
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
@@ -28,12 +33,6 @@ from ffn_widgets.editing.stats import BATCH_TEXTS, _Stop, add_key_moments, corpu
 PROMPT, SUBJECT, TARGET = "The Eiffel Tower is located in the city of", "The Eiffel Tower", " Rome"
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def plain_until(lm, ids, layer):
     """A plain forward stopped at ``layer``'s down projection (the baseline: no statistics kept)."""
     def stop(module, args):
@@ -41,7 +40,7 @@ def plain_until(lm, ids, layer):
     h = lm.site_module("neurons", layer).register_forward_pre_hook(stop)
     try:
         with torch.no_grad():
-            lm.model(input_ids=ids, use_cache=False)
+            lm.model(input_ids=ids.to(lm.device), use_cache=False)
     except _Stop:
         pass
     finally:
@@ -52,20 +51,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layer", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tokens", type=int, default=100_000)
     ap.add_argument("--stat-batches", type=int, default=6)
+    common.add_model_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = fw.load_model()
+    lm = common.load(args)
+
+    def timed(fn) -> float:
+        return common.timed(fn, lm.device)[0]
+
     layer = fw.default_layer(lm) if args.layer is None else args.layer
     print(f"{lm!r}, edit layer {layer}, torch threads {torch.get_num_threads()}")
+    print(common.describe(lm))
 
     # statistics: interleaved batches, ours vs the plain forward to the same layer
     texts = corpus_texts(lm, fw.load_corpus(), BATCH_TEXTS * args.stat_batches * 256)
     ours, plain = [], []
-    sums = {layer: torch.zeros(lm.d_mlp, lm.d_mlp, dtype=torch.float64)}
+    sums = {layer: torch.zeros(lm.d_mlp, lm.d_mlp, dtype=torch.float64)}  # on the CPU, as KeyMoments keeps them
     for b in range(args.stat_batches):
         batch = texts[b * BATCH_TEXTS:(b + 1) * BATCH_TEXTS]
         plain.append(timed(lambda: plain_until(lm, batch, layer)))

@@ -8,18 +8,20 @@ default model, batched engine vs the straightforward loop, with the same scores.
   several layers in one batch started from the cached block input, one backward per batch.
 
 Runs are interleaved; medians are reported, and the scores of both must agree within float tolerance.
-With ``--experiment N`` it also runs the suppress/amplify experiment on the first N dev facts.
+With ``--experiment N`` it also runs the suppress/amplify experiment on the first N dev facts. Both run on the
+model's device (tensors made there); on accelerators the clock is read after a synchronise.
 
 Usage: python benchmarks/bench_knowledge.py [--repeats 3] [--threads N] [--experiment N] [--drop-shared 0.2]
+       model options (benchmarks/common.py): [--device cuda] [--dtype bfloat16] [--random-weights CONFIG]
 """
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
 
+import common  # noqa: E402
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
@@ -37,11 +39,11 @@ def loop_attribution(lm, prompt: str, target: str, steps: int = 20) -> torch.Ten
     layers = range(lm.n_layers)
     with torch.no_grad(), hooked(lm, [("neurons", l) for l in layers]) as got:
         lm.forward(ids, last_only=True)
-    alphas = riemann_alphas(steps)
-    scores = torch.zeros(lm.n_layers, lm.d_mlp)
+    alphas = riemann_alphas(steps).to(lm.device)
+    scores = torch.zeros(lm.n_layers, lm.d_mlp)  # on the CPU, like attribution()'s
     for layer in layers:
         m = got["neurons", layer][0, -1]
-        leaf = (alphas[:, None] * m[None]).requires_grad_(True)
+        leaf = (alphas[:, None] * m.float()[None]).requires_grad_(True)
 
         def replace(x, leaf=leaf):
             x = x.clone()
@@ -52,34 +54,31 @@ def loop_attribution(lm, prompt: str, target: str, steps: int = 20) -> torch.Ten
             logits = lm.forward(ids.expand(steps, -1), last_only=True)[:, -1]
             p = torch.softmax(logits, -1)[:, target_id]
             (grad,) = torch.autograd.grad(p.sum(), leaf)
-        scores[layer] = m * grad.mean(0)
+        scores[layer] = (m * grad.mean(0)).float().cpu()
     return scores
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     ap.add_argument("--experiment", type=int, default=0, help="also run the experiment on the first N dev facts")
     ap.add_argument("--drop-shared", type=float, default=None, help="the experiment's drop_shared (e.g. 0.2)")
+    common.add_model_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = fw.load_model()
+    lm = common.load(args)
+    print(common.describe(lm))
     n_tokens = len(lm.encode(PROMPT))
     times = {"loop": [], "batched": []}
     for _ in range(args.repeats):
-        t = time.perf_counter()
-        fast = attribution(lm, PROMPT, TARGET)
-        times["batched"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        slow = loop_attribution(lm, PROMPT, TARGET)
-        times["loop"].append(time.perf_counter() - t)
+        t, fast = common.timed(lambda: attribution(lm, PROMPT, TARGET), lm.device)
+        times["batched"].append(t)
+        t, slow = common.timed(lambda: loop_attribution(lm, PROMPT, TARGET), lm.device)
+        times["loop"].append(t)
         diff = float((fast - slow).abs().max())
         scale = float(slow.abs().max())
-        assert diff <= 1e-4 * scale, (diff, scale)
+        assert diff <= (1e-4 if lm.dtype == torch.float32 else 5e-2) * scale, (diff, scale)  # half: rounding
     loop, batched = statistics.median(times["loop"]), statistics.median(times["batched"])
-    print(f"integrated gradients, default model, {n_tokens}-token prompt, {lm.n_layers} layers x 20 steps, "
+    print(f"integrated gradients, {lm.name}, {n_tokens}-token prompt, {lm.n_layers} layers x 20 steps, "
           f"torch threads {torch.get_num_threads()}, {args.repeats} interleaved runs (medians):")
     print(f"  loop     {loop:8.2f} s")
     print(f"  batched  {batched:8.2f} s   {loop / batched:5.1f}x faster; "
@@ -89,9 +88,9 @@ def main():
                              for v, i in zip(top.values, top.indices)])
     if args.experiment:
         facts = fw.load_facts()[:args.experiment]
-        t = time.perf_counter()
-        s = fw.knowledge_experiment(lm, facts, drop_shared=args.drop_shared).summary()
-        print(f"experiment on {len(facts)} dev facts ({time.perf_counter() - t:.0f} s): "
+        t, s = common.timed(lambda: fw.knowledge_experiment(lm, facts, drop_shared=args.drop_shared).summary(),
+                            lm.device)
+        print(f"experiment on {len(facts)} dev facts ({t:.0f} s): "
               + ", ".join(f"{k} {v:.3g}" for k, v in s.items()))
 
 

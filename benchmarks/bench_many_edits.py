@@ -10,16 +10,20 @@ Each figure is a ratio against a baseline measured in the same run:
   against the straightforward count (one unpadded forward per prompt–object pair); interleaved, medians.
   The seconds per fact at each n say whether the cost grows faster than linearly.
 
+Both run on the model's device (every tensor made there); on accelerators the clock is read after a synchronise.
+
 Usage: python benchmarks/bench_many_edits.py [--facts 100] [--repeats 3] [--threads N] [--skip-batch]
+       [--skip-measure]
+       model options (benchmarks/common.py): [--device cuda] [--dtype float32] [--random-weights CONFIG]
 """
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
 
+import common  # noqa: E402
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
@@ -35,10 +39,9 @@ def all_facts():
     return fw.load_facts() + fw.load_facts(path=MORE)
 
 
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+def timed(fn, lm):
+    """``(seconds, fn())``, synchronising the model's device before each clock read."""
+    return common.timed(fn, lm.device)
 
 
 def plain_p(lm, prompt, obj):
@@ -46,7 +49,7 @@ def plain_p(lm, prompt, obj):
     tids = torch.tensor(lm.target_ids(" " + obj.strip()), device=ids.device)
     with torch.no_grad():
         logp = lm.forward(torch.cat([ids, tids])[None])[0].log_softmax(-1)
-    at = torch.arange(len(ids) - 1, len(ids) + len(tids) - 1)
+    at = torch.arange(len(ids) - 1, len(ids) + len(tids) - 1, device=logp.device)
     return float(torch.exp(logp[at, tids].mean()))
 
 
@@ -68,15 +71,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--facts", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-batch", action="store_true", help="only the measurement figures")
     ap.add_argument("--skip-measure", action="store_true", help="only the batch figures")
+    common.add_model_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = fw.load_model()
+    lm = common.load(args)
     facts = all_facts()
     print(f"{lm!r}; torch threads {torch.get_num_threads()}; {len(facts)} facts available")
+    print(common.describe(lm))
 
     if not args.skip_measure:
         measurement(lm, args.repeats)
@@ -95,8 +97,8 @@ def measurement(lm, repeats):
         current = {f["prompt"]: {**f, "step": 0} for f in dev[:n]}
         ours, plain = [], []
         for _ in range(repeats):
-            ours.append(timed(lambda: _measure(lm, current, -1, unrelated, before, {}, 0, 0))[0])
-            plain.append(timed(lambda: straightforward(lm, current, unrelated, before))[0])
+            ours.append(timed(lambda: _measure(lm, current, -1, unrelated, before, {}, 0, 0), lm)[0])
+            plain.append(timed(lambda: straightforward(lm, current, unrelated, before), lm)[0])
         o, p = statistics.median(ours), statistics.median(plain)
         per_fact[n] = o / n
         print(f"measurement | {n} | {o:.2f} | {p:.2f} | {p / o:.2f}× | {o / n:.3f}")
@@ -112,7 +114,7 @@ def batch_against_sequential(lm, facts, n):
     fw.key_statistics(lm, layers)
     fw.key_statistics(lm, fw.default_layer(lm))
     lm.edits.reset()
-    t_memit, edit = timed(lambda: fw.memit_edit(lm, requests))
+    t_memit, edit = timed(lambda: fw.memit_edit(lm, requests), lm)
     edit.undo()
     skipped = 0
 
@@ -123,7 +125,7 @@ def batch_against_sequential(lm, facts, n):
                 fw.rome_edit(lm, r["prompt"], r["subject"], " " + r["target_new"].strip(), progress=False)
             except AlreadyAnswered:
                 skipped += 1
-    t_rome, _ = timed(sequential)
+    t_rome, _ = timed(sequential, lm)
     lm.edits.reset()
     print(f"\nbatch | {len(requests)} facts | MEMIT one call (layers {layers[0]}–{layers[-1]}) {t_memit:.0f} s | "
           f"r-ROME sequential {t_rome:.0f} s ({skipped} already so, skipped) | MEMIT {t_rome / t_memit:.2f}× faster | "

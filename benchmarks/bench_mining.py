@@ -7,17 +7,23 @@ batch of the full corpus's own plan (sentences of equal length, up to 2048 token
 shapes and the length mix are those of the full run; the mining state starts empty, as in a real run's
 first batches, which are its most expensive ones.
 
+Both passes run on the model's device (the batch's ids are made on the CPU and moved there in both); on
+accelerators the clock is read after a synchronise and the peak accelerator memory is reported too. ``--full``
+also times plain forward passes over every batch of the full corpus, for the full run's ratio.
+
 Usage: python benchmarks/bench_mining.py [--tokens 30000] [--repeats 3] [--threads N] [--dtypes float32]
        [--full bfloat16]
+       model options (benchmarks/common.py): [--device cuda] [--dtype float32 (the card's model)]
+       [--random-weights CONFIG]
 """
 import argparse
 import json
 import resource
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
+import common
 import torch
 
 import ffn_widgets as fw
@@ -38,10 +44,7 @@ def throughput(lm, corpus, tokens: int, repeats: int) -> dict:
     tokens = sum(sizes[::step])
 
     def plain():
-        for batch in batches:
-            ids = torch.as_tensor(miner.ids)[(miner.offsets[batch][:, None] + torch.arange(miner._length(batch)))]
-            with torch.no_grad():
-                lm.forward(ids.long(), last_only=True)
+        plain_forwards(lm, miner, batches)
 
     def mine():
         state = miner.fresh()
@@ -52,9 +55,7 @@ def throughput(lm, corpus, tokens: int, repeats: int) -> dict:
     times = {"plain": [], "mine": []}
     for r in range(repeats):
         for name, fn in (("plain", plain), ("mine", mine)) if r % 2 == 0 else (("mine", mine), ("plain", plain)):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(common.timed(fn, lm.device)[0])
     plain_tps = tokens / statistics.median(times["plain"])
     mine_tps = tokens / statistics.median(times["mine"])
     return {"dtype": params["dtype"], "tokens": tokens, "batches": len(batches),
@@ -63,17 +64,34 @@ def throughput(lm, corpus, tokens: int, repeats: int) -> dict:
             "ratio": round(mine_tps / plain_tps, 3)}
 
 
+def plain_forwards(lm, miner, batches) -> None:
+    """Plain forward passes over the mining batches (lead tokens included), nothing recorded."""
+    offsets, ids_all = torch.as_tensor(miner.offsets).cpu(), torch.as_tensor(miner.ids)
+    lead = torch.as_tensor(miner.lead, dtype=torch.long)
+    for batch in batches:
+        ids = ids_all[offsets[torch.as_tensor(batch)][:, None] + torch.arange(miner._length(batch))].long()
+        if len(lead):
+            ids = torch.cat([lead.expand(len(batch), -1), ids], 1)
+        with torch.no_grad():
+            lm.forward(ids.to(lm.device), last_only=True)
+
+
 def card_open_ms(lm, corpus, repeats: int) -> dict:
     folder = Path(tempfile.mkdtemp())
     fw.mine_triggers(lm, corpus, path=folder / "index", progress=False)
     out = {}
     timings = []
+    layer = min(20, lm.n_layers - 1)  # layer 20 of the default model
+
+    def neuron(i: int) -> int:  # neurons 100, 101, ... of the default model
+        return (100 + i) % lm.d_mlp
+
     for i in range(repeats):
-        t = time.perf_counter()
+        t = common.clock(lm.device)
         index = fw.load_triggers(folder / "index")
-        index.top(20, 100 + i)
-        index.histogram(20, 100 + i)
-        timings.append((time.perf_counter() - t) * 1e3)
+        index.top(layer, neuron(i))
+        index.histogram(layer, neuron(i))
+        timings.append((common.clock(lm.device) - t) * 1e3)
     out["index_open_and_read_ms"] = round(statistics.median(timings), 2)
     try:
         from ffn_widgets.widgets.neuron_card import NeuronCard
@@ -86,13 +104,13 @@ def card_open_ms(lm, corpus, repeats: int) -> dict:
                                                                        {"prompt": prompt})):
         timings = []
         for i in range(repeats):
-            t = time.perf_counter()
-            NeuronCard(lm, 20, 100 + i, index=index, **kwargs)
-            timings.append((time.perf_counter() - t) * 1e3)
+            t = common.clock(lm.device)
+            NeuronCard(lm, layer, neuron(i), index=index, **kwargs)
+            timings.append((common.clock(lm.device) - t) * 1e3)
         out[name] = round(statistics.median(timings), 2)
-    t = time.perf_counter()
-    NeuronCard(lm, 20, 7, index=index)
-    out["card_open_without_prompt_ms"] = round((time.perf_counter() - t) * 1e3, 2)
+    t = common.clock(lm.device)
+    NeuronCard(lm, layer, 7, index=index)
+    out["card_open_without_prompt_ms"] = round((common.clock(lm.device) - t) * 1e3, 2)
     return out
 
 
@@ -100,31 +118,53 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=30000, help="tokens in the sample of batches")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated dtypes to measure")
     parser.add_argument("--full", default=None, help="also mine the whole default corpus in this dtype and time it")
+    parser.add_argument("--skip-card", action="store_true", help="no index-opening and neuron-card figures")
+    common.add_model_args(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = common.device_of(args)
     full = fw.load_corpus()
-    report = {"threads": torch.get_num_threads(), "corpus": repr(full), "results": []}
+    report = {"threads": torch.get_num_threads(), "device": str(device), "corpus": repr(full), "results": []}
     for dtype in args.dtypes.split(","):
-        lm = fw.load_model(dtype=dtype)
+        lm = common.load(args, dtype=dtype)
+        print(common.describe(lm), flush=True)
         rss_before = rss_mb()
+        common.reset_peak(device)
         row = throughput(lm, full, args.tokens, args.repeats)
         row["peak_rss_growth_mb"] = round(rss_mb() - rss_before, 1)
+        if common.peak_memory_mb(device) is not None:
+            row["peak_gpu_mb"] = round(common.peak_memory_mb(device))
         row["full_corpus_estimate_min"] = round(row["full_corpus_tokens"] / row["mining_tok_per_s"] / 60, 1)
         row["plain_forwards_full_corpus_min"] = round(row["full_corpus_tokens"] / row["plain_tok_per_s"] / 60, 1)
         report["results"].append(row)
         print(json.dumps(row), flush=True)
-    lm = fw.load_model()
-    report["card"] = card_open_ms(lm, Corpus(full.sentences[::200][:200], "wikipedia-200"), 7)
-    print(json.dumps(report["card"]), flush=True)
+        del lm
+        common.free(device)
+    if not args.skip_card:
+        lm = common.load(args)
+        report["card"] = card_open_ms(lm, Corpus(full.sentences[::200][:200], "wikipedia-200"), 7)
+        print(json.dumps(report["card"]), flush=True)
+        del lm
+        common.free(device)
     if args.full:
-        lm = fw.load_model(dtype=args.full)
-        t = time.perf_counter()
-        fw.mine_triggers(lm, full, dtype=args.full, path=Path(tempfile.mkdtemp()) / "full", progress=False)
-        report["full_corpus_mined_min"] = round((time.perf_counter() - t) / 60, 2)
+        lm = common.load(args, dtype=args.full)
+        common.reset_peak(device)
+        t, _ = common.timed(lambda: fw.mine_triggers(lm, full, dtype=args.full, path=Path(tempfile.mkdtemp()) / "full",
+                                                     progress=False), device)
+        report["full_corpus_mined_min"] = round(t / 60, 2)
+        report["full_corpus_mined_s"] = round(t, 1)
+        if common.peak_memory_mb(device) is not None:
+            report["full_corpus_peak_gpu_mb"] = round(common.peak_memory_mb(device))
+        params = {"k": 25, "dtype": args.full, "max_tokens": 128, "batch_tokens": 2048}
+        miner = Miner(lm, full, params, Path(tempfile.mkdtemp()) / "x", lm.fingerprint)
+        plain_forwards(lm, miner, miner.batches[:2])  # warm-up
+        p, _ = common.timed(lambda: plain_forwards(lm, miner, miner.batches), device)
+        report["full_corpus_plain_forwards_s"] = round(p, 1)
+        report["full_corpus_mining_over_plain"] = round(t / p, 2)  # time ratio: mining (all included) / forwards
+        print(f"full corpus in {args.full} on {device}: mined in {t:.1f} s (tokenising and writing the index "
+              f"included), plain forwards of the same batches {p:.1f} s: mining takes {t / p:.2f}x the forwards "
+              f"(throughput ratio {p / t:.2f})", flush=True)
     print(json.dumps(report, indent=1))
 
 

@@ -12,16 +12,20 @@ Browser: a real JupyterLab (tests/browser harness) shows the sliders for the sam
 the middle-layer slider (one input event per frame) records, for every position the kernel answered,
 the time from the input event to the bars redrawn.
 
+The kernel figures run on the model the options name (on accelerators the clock is read after a
+synchronise); the browser's notebook loads the default model on its own kernel's default device.
+
 Usage: python benchmarks/bench_sliders.py [--repeats 21] [--threads N] [--no-browser]
+       model options (benchmarks/common.py): [--device cuda] [--dtype bfloat16] [--random-weights CONFIG]
 """
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
 
+import common  # noqa: E402
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
@@ -50,13 +54,10 @@ DRAG = """async () => {
 }"""
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def kernel(lm, repeats: int) -> None:
+    def timed(fn) -> float:
+        return common.timed(fn, lm.device)[0]
+
     mid = lm.n_layers // 2
     engine = SliderEngine(lm, PROMPT, target=" Paris")
     ids = engine.ids
@@ -79,7 +80,8 @@ def kernel(lm, repeats: int) -> None:
             for k, v in got.items():
                 runs[k].append(v)
     base = statistics.median(runs["forward"])
-    print(f"kernel, default model, 16-token prompt, middle layer {mid}, torch threads {torch.get_num_threads()}, "
+    print(f"kernel, {lm.name} on {lm.device}, 16-token prompt, middle layer {mid}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"{repeats} interleaved runs (medians):")
     for name, values in runs.items():
         med = statistics.median(values)
@@ -114,12 +116,11 @@ def browser() -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     ap.add_argument("--no-browser", action="store_true")
+    common.add_model_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = fw.load_model()
+    lm = common.load(args)
+    print(common.describe(lm))
     kernel(lm, args.repeats)
     if not args.no_browser:
         browser()

@@ -6,17 +6,20 @@ grid; runs are interleaved and medians reported, with the ratio measured in the 
 first row's latency (from the call, setup included, to the first streamed row), the largest difference
 between the two grids, and an ablation of the engine's ideas on the subject-first prompt.
 
+Both run on the model's device; on accelerators the clock is read after a synchronise.
+
 Usage: python benchmarks/bench_tracing.py [--repeats 2] [--quick] [--first-row]
+       model options (benchmarks/common.py): [--device cuda] [--dtype bfloat16] [--threads N]
+       [--random-weights CONFIG]
 """
 import argparse
 import dataclasses
 import json
 import statistics
-import time
 
+import common
 import torch
 
-import ffn_widgets as fw
 from ffn_widgets.tracing.engine import KINDS, TraceEngine, reference_trace
 from ffn_widgets.tracing.results import TraceStream
 from ffn_widgets.tracing.setup import prepare_trace
@@ -29,26 +32,25 @@ FIRST_ROW_PROMPTS = PROMPTS + [("The Eiffel Tower is located in the city of", "T
                                ("The native language of Gabriel García Márquez is", "Gabriel García Márquez")]
 
 
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+def timed(fn, lm):
+    """``(seconds, fn())``, synchronising the model's device before each clock read."""
+    return common.timed(fn, lm.device)
 
 
 def engine_grid(lm, setup, **options):
     engine = TraceEngine(lm, setup, KINDS, 10, **options)
-    probs = {k: torch.empty(lm.n_layers, len(setup.ids), setup.samples) for k in KINDS}
+    probs = {k: torch.empty(lm.n_layers, len(setup.ids), setup.samples) for k in KINDS}  # CPU, as the rows come
     for row in engine.rows():
         for kind, p in row.probs.items():
-            probs[kind][:, row.token] = p
+            probs[kind][:, row.token] = p.cpu()
     return probs
 
 
 def first_row_latency(lm, prompt, subject) -> float:
-    t = time.perf_counter()
+    t = common.clock(lm.device)
     stream = TraceStream(lm, prepare_trace(lm, prompt, subject), "all", progress=False)
     next(iter(stream))
-    elapsed = time.perf_counter() - t
+    elapsed = common.clock(lm.device) - t
     stream.cancel()
     return elapsed
 
@@ -57,11 +59,11 @@ def compare(lm, prompt, subject, repeats):
     setup = prepare_trace(lm, prompt, subject)
     ours, ref = [], []
     for _ in range(repeats):  # interleaved
-        t, grid = timed(lambda: engine_grid(lm, setup))
+        t, grid = timed(lambda: engine_grid(lm, setup), lm)
         ours.append(t)
-        t, ref_grid = timed(lambda: reference_trace(lm, setup, KINDS, 10))
+        t, ref_grid = timed(lambda: reference_trace(lm, setup, KINDS, 10), lm)
         ref.append(t)
-    diff = max(float((grid[k] - ref_grid[k]).abs().max()) for k in KINDS)
+    diff = max(float((grid[k] - ref_grid[k].cpu()).abs().max()) for k in KINDS)
     latency = statistics.median(first_row_latency(lm, prompt, subject) for _ in range(5))
     return {"prompt": prompt, "tokens": len(setup.ids), "subject_tokens": list(setup.subject),
             "engine_s": statistics.median(ours), "reference_s": statistics.median(ref),
@@ -84,7 +86,7 @@ def ablation(lm, prompt, subject):
         "no batching (one restoration per forward)": lambda: engine_grid(lm, setup, max_tokens=1),
         "no skipping of unaffected tokens": lambda: engine_grid(lm, dataclasses.replace(setup, first_affected=0)),
     }
-    return {name: timed(fn)[0] for name, fn in variants.items()}
+    return {name: timed(fn, lm)[0] for name, fn in variants.items()}
 
 
 def main():
@@ -92,8 +94,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one repeat, no ablation")
     parser.add_argument("--first-row", action="store_true", help="only the first-row latency, more prompts")
+    common.add_model_args(parser)
     args = parser.parse_args()
-    lm = fw.load_model()
+    lm = common.load(args)
+    print(common.describe(lm))
     if args.first_row:
         first_row_latency(lm, *PROMPTS[0])  # warm-up
         for prompt, subject in FIRST_ROW_PROMPTS:
@@ -102,7 +106,7 @@ def main():
                   f"median of 7, setup included)  {prompt!r}")
         return
     repeats = 1 if args.quick else args.repeats
-    print(f"model {lm.name}: {lm.n_layers} layers; torch threads {torch.get_num_threads()}; "
+    print(f"model {lm.name} on {lm.device}: {lm.n_layers} layers; torch threads {torch.get_num_threads()}; "
           f"10 noise samples, window 10, three kinds; medians of {repeats} interleaved runs")
     results = []
     for prompt, subject in PROMPTS:
