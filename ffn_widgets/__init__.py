@@ -43,6 +43,7 @@ _LAZY = {name: module for module, names in {
     "widgets.stability": ["StabilityMonitor"],
     "editing.compare": ["compare_methods", "MethodComparison", "measured_runs", "runs_figure", "runs_table"],
     "widgets.editor": ["Editor"],
+    "widgets.dock": ["dock", "undock", "panel", "Dock"],
 }.items() for name in names}
 
 

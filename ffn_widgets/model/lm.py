@@ -11,6 +11,8 @@ Example::
 from __future__ import annotations
 
 import functools
+import itertools
+import weakref
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,21 @@ from . import kv, placement
 from .architectures import Architecture, architecture_for
 from .hooks import SITES, Intervention, collect, hooked
 from .identity import WeightsVersion, fingerprint
+
+
+_LIVE: "weakref.WeakValueDictionary[int, LM]" = weakref.WeakValueDictionary()  # every LM of this process
+_ON_NEW: list = []
+_SERIALS = itertools.count(1)
+
+
+def live_models() -> list["LM"]:
+    """The models loaded in this process that are still referenced, oldest first (the side panel lists them)."""
+    return [lm for _, lm in sorted(_LIVE.items())]
+
+
+def on_new_model(callback) -> None:
+    """Call ``callback(lm)`` whenever a model is wrapped (the side panel's model list follows)."""
+    _ON_NEW.append(callback)
 
 
 class InputError(ValueError):
@@ -75,6 +92,10 @@ class LM:
         self._memo: dict = {}
         self._edit_log = None
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
+        self.serial = next(_SERIALS)  # names the model in the side panel
+        _LIVE[self.serial] = self
+        for callback in list(_ON_NEW):
+            callback(self)
 
     # ---- weights identity ----------------------------------------------------------------
     @property

@@ -94,6 +94,17 @@ class ViewWidget(anywidget.AnyWidget):
         """The view's numbers as a pandas DataFrame: its result's ``to_frame()``."""
         return self._result().to_frame()
 
+    # ---- the side panel ------------------------------------------------------------------------
+    def dock(self):
+        """Show this view in the FFN side panel too (a second, live view of the same widget)."""
+        from .dock import dock
+
+        return dock(self)
+
+    @handles("dock")
+    def _dock_message(self, msg):
+        self.dock()
+
     # ---- neuron selection --------------------------------------------------------------------
     def on_neuron_selected(self, callback: Callable[[int, int], object]) -> None:
         """Call ``callback(layer, neuron)`` whenever the user picks a neuron here (errors show in the widget)."""

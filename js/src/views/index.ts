@@ -7,6 +7,7 @@
 import type { View } from "../core";
 import { render as activations } from "./activations";
 import { render as causalTrace } from "./causal_trace";
+import { render as dock } from "./dock";
 import { render as editor } from "./editor";
 import { render as explorer } from "./explorer";
 import { render as lens } from "./lens";
@@ -17,6 +18,7 @@ import { render as stability } from "./stability";
 
 export const views: Record<string, View> = {
   causal_trace: causalTrace,
+  dock,
   editor,
   explorer,
   heatmap: activations,
