@@ -25,7 +25,7 @@ def test_logit_lens_matches_manual(tiny_lm_factory, family):
                 p = logits.softmax(-1)
                 grid = getattr(lens, stage)
                 torch.testing.assert_close(grid.probs[layer], p[:, tid], rtol=1e-4, atol=1e-7)
-                assert torch.equal(grid.ranks[layer], (p > p[:, tid:tid + 1]).sum(-1))
+                assert torch.equal(grid.ranks[layer], (logits > logits[:, tid:tid + 1]).sum(-1))  # exact: no rounding ties
                 assert torch.equal(grid.top_ids[layer, :, 0], p.argmax(-1))
     # the last layer's lens is the model's own output distribution
     torch.testing.assert_close(lens.probs[-1], run.logits.softmax(-1)[:, tid], rtol=1e-4, atol=1e-7)

@@ -109,7 +109,7 @@ def test_lens_matches_the_model_and_hidden_states(explorer, tiny_lm):
     np.testing.assert_allclose(probs[-1], final[:, paris].numpy(), rtol=2e-3, atol=1e-7)
     assert (unpack(lens["top"])[-1] == final.argmax(-1).numpy()).all()
     ranks = unpack(lens["rank"])[-1]
-    assert (ranks == (final > final[:, paris:paris + 1]).sum(-1).numpy()).all()
+    assert (ranks == (ref["logits"] > ref["logits"][:, paris:paris + 1]).sum(-1).numpy()).all()
     # layer 0 through the final norm and unembedding
     h0 = raw_layer_output(tiny_lm, PROMPT, 0)
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Logit lens: what each layer's residual stream would predict if the model stopped there.
 
-Every state goes through the model's own final norm and unembedding (``lm.unembed``), so the lens of the
-last block's output *is* the model's output. Two stages per layer: ``post`` (after the block) and ``mid``
+Every state goes through the model's own final norm and unembedding (the head's weights read a vocabulary
+slice at a time, see :func:`lens_grid_steps`), so the lens of the last block's output *is* the model's output. Two stages per layer: ``post`` (after the block) and ``mid``
 (the residual without this layer's MLP, ``resid_post - mlp_out``), so ``post - mid`` shows the MLP's own
 push on the prediction (Geva et al. 2022).
 
@@ -13,6 +13,7 @@ A multi-token target is scored by its first token (``p(first token)``): the lens
 """
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ class LensGrid:
     """One stage of the lens. Shapes: ``[n_layers, n_tokens]`` and ``[n_layers, n_tokens, k]``."""
 
     probs: torch.Tensor | None  # target probability (None without a target)
-    ranks: torch.Tensor | None  # target rank, 0 = top
+    ranks: torch.Tensor | None  # target rank: tokens with a larger logit, 0 = top
     top_ids: torch.Tensor
     top_probs: torch.Tensor
     top_tokens: list[list[list[str]]]
@@ -97,30 +98,123 @@ def logit_lens(lm: LM, prompt: str | Run, target: str | int | None = None, k: in
     before each MLP. ``prompt`` may be a :class:`Run` already computed (no new forward pass)."""
     run = prompt if isinstance(prompt, Run) else lm.run(prompt, capture=("mlp_out", "resid_post"))
     target_id = None if target is None else lm.target_ids(target)[0]
-    post = _grid(lm, run.resid_post, target_id, k)
-    mid = _grid(lm, run.resid_mid, target_id, k)
     text = None if target is None else target if isinstance(target, str) else lm.token_strings([target_id])[0]
-    return LensResult(run.tokens, text, target_id, post, mid)
+    return LensResult(run.tokens, text, target_id, lens_grid(lm, run, "post", target_id, k),
+                      lens_grid(lm, run, "mid", target_id, k))
 
 
-def _grid(lm: LM, resid: torch.Tensor, target_id: int | None, k: int, chunk_rows: int = 256) -> LensGrid:
-    """Unembed ``[layer, pos, d_model]`` in row chunks: one large matmul is much faster than one per layer,
-    and chunking keeps the ``[rows, vocab]`` probabilities from growing with the prompt."""
+def lens_grid(lm: LM, run: Run, stage: str, target_id: int | None = None, k: int = 5) -> LensGrid:
+    """One stage of the lens (``post`` or ``mid``) of a computed run: each stage costs a vocabulary-sized
+    product per layer × token, so a view that shows one stage computes only that one."""
+    steps = lens_grid_steps(lm, run, stage, target_id, k)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def lens_grid_steps(lm: LM, run: Run, stage: str, target_id: int | None = None,
+                    k: int = 5) -> Generator[float, None, LensGrid]:
+    """:func:`lens_grid` in slices, yielding the fraction done after each (a widget streams the lens and
+    answers gestures in between); returns the :class:`LensGrid`."""
+    if stage not in ("post", "mid"):
+        raise ValueError(f"stage must be 'post' (after the block) or 'mid' (before the MLP), got {stage!r}.")
+    resid = run.resid_post if stage == "post" else run.resid_mid
     n_layers, n_pos, _ = resid.shape
     flat = resid.reshape(n_layers * n_pos, -1)
-    probs, ranks, top_ids, top_probs = [], [], [], []
-    for start in range(0, flat.shape[0], chunk_rows):
-        p = torch.softmax(lm.unembed(flat[start:start + chunk_rows]), dim=-1)  # [rows, vocab]
-        tp, ti = p.topk(k, dim=-1)
-        top_ids.append(ti)
-        top_probs.append(tp)
-        if target_id is not None:
-            pt = p[:, target_id]
-            probs.append(pt)
-            ranks.append((p > pt[:, None]).sum(-1))
+    head = lm.unembed_module
+    weights = [head.weight, *lm.final_norm.parameters()] if isinstance(head, torch.nn.Linear) else []
+    in_memory = bool(weights) and all(w.device.type != "meta" for w in weights)  # not offloaded by accelerate
+    scan = _by_vocab(lm, head, flat, target_id, k) if in_memory else _by_rows(lm, flat, target_id, k)
+    probs, ranks, top_ids, top_probs = yield from scan
     shape = (n_layers, n_pos)
-    top_ids_t = torch.cat(top_ids).reshape(*shape, k)
-    top_tokens = [[lm.token_strings(pos) for pos in layer] for layer in top_ids_t]
-    return LensGrid(torch.cat(probs).reshape(shape) if probs else None,
-                    torch.cat(ranks).reshape(shape) if ranks else None,
-                    top_ids_t, torch.cat(top_probs).reshape(*shape, k), top_tokens)
+    top_ids = top_ids.reshape(*shape, k)
+    top_tokens = [[lm.token_strings(pos) for pos in layer] for layer in top_ids]
+    return LensGrid(None if probs is None else probs.reshape(shape), None if ranks is None else ranks.reshape(shape),
+                    top_ids, top_probs.reshape(*shape, k), top_tokens)
+
+
+def _slice(rows: int, vocab: int) -> int:
+    """Vocabulary ids per slice: about 8 MB of float32 logits for ``rows`` rows."""
+    return min(vocab, max(256, (1 << 21) // max(1, rows)))
+
+
+class _Scan:
+    """Reductions of ``[rows, vocab]`` logits seen a vocabulary slice at a time, so no ``[rows, vocab]``
+    softmax is ever written: running top-k, log-sum-exp (``p = exp(logit - lse)``) and the target's rank
+    (tokens with a larger logit: exact, where rounded probabilities can tie)."""
+
+    def __init__(self, n: int, vocab: int, size: int, k: int, target_id: int | None, device):
+        self.size = size
+        self.starts = list(range(0, vocab, self.size))
+        if target_id is not None:  # the target's slice first: its logit is compared as computed there
+            first = target_id // self.size * self.size
+            self.starts.remove(first)
+            self.starts.insert(0, first)
+        self.k, self.target_id, self.vocab = k, target_id, vocab
+        self.m = torch.full((n,), float("-inf"), device=device)
+        self.total = torch.zeros(n, device=device)
+        self.top_v = torch.full((n, k), float("-inf"), device=device)
+        self.top_i = torch.zeros((n, k), dtype=torch.long, device=device)
+        self.ranks = torch.zeros(n, dtype=torch.long, device=device)
+        self.target = None
+
+    def add(self, logits: torch.Tensor, start: int) -> None:
+        """Fold in ``logits`` [rows, slice] of the vocabulary ids ``start ...``."""
+        if self.target is None and self.target_id is not None:
+            self.target = logits[:, self.target_id - start:self.target_id - start + 1].clone()
+        v, i = logits.topk(min(self.k, logits.shape[1]), dim=-1)
+        self.top_v, pick = torch.cat([self.top_v, v], -1).topk(self.k, dim=-1)
+        self.top_i = torch.cat([self.top_i, i + start], -1).gather(-1, pick)
+        m = torch.maximum(self.m, self.top_v[:, 0])
+        self.total = self.total * torch.exp(self.m - m) + torch.exp(logits - m[:, None]).sum(-1)
+        self.m = m
+        if self.target is not None:
+            self.ranks += (logits > self.target).sum(-1)
+
+    def result(self):
+        """``(target probs | None, target ranks | None, top ids [rows, k], top probs [rows, k])`` on the CPU."""
+        lse = self.m + torch.log(self.total)
+        if self.target is None:
+            return None, None, self.top_i.cpu(), torch.exp(self.top_v - lse[:, None]).cpu()
+        return (torch.exp(self.target[:, 0] - lse).cpu(), self.ranks.cpu(), self.top_i.cpu(),
+                torch.exp(self.top_v - lse[:, None]).cpu())
+
+
+def _by_vocab(lm: LM, head: torch.nn.Linear, flat: torch.Tensor, target_id: int | None, k: int,
+              size: int | None = None):
+    """Every row at once, a slice of the unembedding at a time: the ``[vocab, d_model]`` matrix is read once
+    and each block of logits is reduced while it is in cache (three times faster than row chunks through
+    the whole vocabulary on a CPU). The same logits as ``lm.unembed``: the final norm, then the head."""
+    norm = lm.final_norm
+    with torch.no_grad():
+        x = norm(flat.to(next(norm.parameters(), head.weight).device, lm.dtype)).to(head.weight.device)
+    vocab = head.weight.shape[0]
+    scan = _Scan(x.shape[0], vocab, size or _slice(x.shape[0], vocab), k, target_id, x.device)
+    cap = getattr(lm.config, "final_logit_softcapping", None)  # as lm.unembed applies it
+    for done, start in enumerate(scan.starts, 1):
+        end = min(scan.vocab, start + scan.size)
+        with torch.no_grad():
+            bias = None if head.bias is None else head.bias[start:end]
+            logits = torch.nn.functional.linear(x, head.weight[start:end], bias).float()
+        scan.add(torch.tanh(logits / cap) * cap if cap else logits, start)
+        yield done / len(scan.starts)
+    return scan.result()
+
+
+def _by_rows(lm: LM, flat: torch.Tensor, target_id: int | None, k: int, chunk_rows: int = 64):
+    """Through ``lm.unembed`` a chunk of rows at a time (any unembedding: one whose weights accelerate keeps
+    offloaded too), reduced in the same slices as :func:`_by_vocab`."""
+    out = []
+    for start in range(0, flat.shape[0], chunk_rows):
+        logits = lm.unembed(flat[start:start + chunk_rows])  # [rows, vocab] float32
+        vocab = logits.shape[1]
+        scan = _Scan(logits.shape[0], vocab, _slice(flat.shape[0], vocab), k, target_id, logits.device)
+        for s in scan.starts:
+            scan.add(logits[:, s:s + scan.size], s)
+        out.append(scan.result())
+        yield min(1.0, (start + chunk_rows) / flat.shape[0])
+    probs, ranks, top_ids, top_probs = zip(*out)
+    return (None if probs[0] is None else torch.cat(probs), None if ranks[0] is None else torch.cat(ranks),
+            torch.cat(top_ids), torch.cat(top_probs))

@@ -3,6 +3,8 @@
 A prompt box, the target selector, the activation heatmap (layers × tokens; click a cell for its top
 neurons), the logit lens, and a slot where other views (neuron card, sliders, causal trace, editor) are
 placed with :meth:`Explorer.show`. Each part also exists on its own (:mod:`.prompt_views`, :mod:`.neuron_list`).
+A new prompt shows its heatmap after one forward pass; the tables, the lens and the value tokens follow as
+they are ready (see :mod:`.prompt_views`).
 
     ex = fw.Explorer(lm, "The Eiffel Tower is located in the city of")
     ex.on_neuron_selected(lambda layer, neuron: ex.show(fw.NeuronCard(lm, layer, neuron), f"L{layer}.N{neuron}"))

@@ -7,11 +7,14 @@ Everything a hover or a click needs is sent with the run, so those gestures neve
   in the layer, and the summed contribution of the layer's MLP to the target logit;
 - ``top``: per (layer, token) the top-k neurons by |activation| and by contribution (ids uint16, int32 past 65,536 neurons;
   activations and contributions float16), the same rankings as :func:`ffn_widgets.top_neurons`;
-- ``lens``: logit lens after each block (``post``) and before each MLP (``mid``);
-- ``values``: the value vectors' top tokens of every neuron that appears in ``top``; sent as a second
-  step (:func:`value_payload`), because it is the costly part on a new prompt.
+- ``lens``: logit lens after each block (``post``) and before each MLP (``mid``), the stages computed so far;
+- ``pending``: the parts still being computed (``"top"``, ``"lens"``, ``"values"``), so the browser draws what
+  it has and shows the rest as coming;
+- ``values`` (a trait of its own, :func:`value_payload`): the value vectors' top tokens of neurons that
+  appear in ``top``, the costly part on a new prompt.
 
-Token strings travel once, in a ``vocab`` table of the ids used.
+The data grows as the parts are ready (:mod:`.prompt_views` streams them), each state update carrying all
+parts so far. Token strings travel once per update, in a ``vocab`` table of the ids used.
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from ..model import LM
 from .serialize import pack
 
 
-def run_payload(lm: LM, c: PromptSummary) -> dict:
-    """The synced ``data`` dict for one computed prompt (see the module docstring)."""
+def run_payload(lm: LM, c: PromptSummary, pending: list[str] | tuple = ()) -> dict:
+    """The synced ``data`` dict for the parts of ``c`` computed so far (see the module docstring)."""
     run = c.run
     ids: set[int] = {c.target_id}
     data = {
@@ -34,12 +37,14 @@ def run_payload(lm: LM, c: PromptSummary) -> dict:
         "d_mlp": lm.d_mlp,
         "target": {"id": c.target_id, "text": c.target_text},
         "predictions": [{"id": i, "text": text, "prob": p} for i, text, p in c.predictions],
+        "pending": list(pending),
     }
-    if c.top:
+    if c.max_act is not None:
         data["grids"] = {
             "max_act": pack(c.max_act, "float16"),
             "contrib": pack(c.layer_contrib, "float16"),
         }
+    if c.top:
         data["top"] = {}
         for by, idx in c.top.items():
             data["top"][by] = {
@@ -47,11 +52,10 @@ def run_payload(lm: LM, c: PromptSummary) -> dict:
                 "act": pack(run.activations.gather(-1, idx), "float16"),
                 "contrib": pack(c.contrib.gather(-1, idx), "float16"),
             }
-    if c.lens is not None:
+    if c.lens_grids:
         id_type = "uint16" if lm.W_U.shape[0] <= 65536 else "int32"
         data["lens"] = {}
-        for stage in ("post", "mid"):
-            grid = getattr(c.lens, stage)
+        for stage, grid in sorted(c.lens_grids.items(), reverse=True):  # post, mid
             top1 = grid.top_ids[..., 0]
             ids.update(int(i) for i in top1.unique())
             data["lens"][stage] = {
@@ -73,6 +77,10 @@ def vocab_table(lm: LM, ids) -> dict:
 def value_payload(lm: LM, c: PromptSummary, k: int = 3, step=None) -> dict:
     """Top tokens of every neuron in ``c.top``: ``neurons`` int32 [n, 2] (layer, neuron), ``top`` int32
     [n, k], and the vocab table for them."""
-    pairs, tops = c.listed_values(lm, k, step)
+    return pack_values(lm, *c.listed_values(k, step))
+
+
+def pack_values(lm: LM, pairs: torch.Tensor, tops: torch.Tensor) -> dict:
+    """``pairs`` [n, 2] (layer, neuron) and their top token ids [n, k] as the ``values`` payload."""
     return {"neurons": pack(pairs.to(torch.int32), "int32"), "top": pack(tops.to(torch.int32), "int32"),
             "vocab": vocab_table(lm, tops.unique().tolist())}

@@ -4,7 +4,9 @@ Inside a kernel the job runs as a task on its event loop, one step per turn, so 
 press, a slider) are handled between steps; outside one, :meth:`StepRunner.finish` runs it in place. Cancel
 closes the generator before its next step: a job that writes only at its end (``rome_steps``,
 ``batch_steps``) writes nothing. A step dict with ``"cancellable": False`` ends the part that can be
-cancelled (after it the job is measuring what it wrote, and finishes).
+cancelled (after it the job is measuring what it wrote, and finishes). Starting a job while one runs
+replaces it (the views that stream a prompt's parts: the newest prompt wins), and :meth:`StepRunner.stop` drops
+it without ``on_end``.
 """
 from __future__ import annotations
 
@@ -28,15 +30,22 @@ class StepRunner:
         return self._job is not None
 
     def start(self, job: Generator) -> bool:
-        """Start ``job``; True if it continues in the background (a running event loop), False if the caller
-        should :meth:`finish` it."""
+        """Start ``job`` (closing one still running); True if it continues in the background (a running event
+        loop), False if the caller should :meth:`finish` it."""
+        self.stop()
         self._job, self._cancel, self._cancellable = job, False, True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        self.task = loop.create_task(self._drive())
+        self.task = loop.create_task(self._drive(job))
         return True
+
+    def stop(self) -> None:
+        """Drop the running job now, without ``on_end`` (a newer job takes its place)."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.close()
 
     def cancel(self) -> None:
         """Stop before the next step (ignored once the job has passed its cancellable part)."""
@@ -72,6 +81,6 @@ class StepRunner:
         self._on_step(info)
         return True
 
-    async def _drive(self):
-        while self.advance():
+    async def _drive(self, job: Generator):
+        while self._job is job and self.advance():  # a replaced job's task ends here
             await asyncio.sleep(0)

@@ -202,6 +202,68 @@ describe("explorer view", () => {
     expect(calls.some((k) => (k as any).canvas === heat && k.op === "strokeRect")).toBe(false);
   });
 
+  it("draws the heatmap from the first part and shows the parts still coming", () => {
+    const full = state().data as any;
+    const first = { ...full, target: { id: 8, text: " <i>Rome</i>" }, pending: ["top", "lens"] };
+    delete first.top;
+    delete first.lens;
+    const { el, model } = mount({ data: first, values: {}, cell: { layer: 1, token: 1 } });
+    const [heat, lens] = el.querySelectorAll<HTMLCanvasElement>("canvas.fw-heatmap-canvas");
+    const cells = (c: HTMLCanvasElement) => calls.filter((k) => (k as any).canvas === c && k.op === "fillRect").length;
+    const content = el.querySelector<HTMLElement>(".fw-content")!;
+    const lensWait = el.querySelector<HTMLElement>(".fw-lens-panel .fw-waiting")!;
+    const tableWait = el.querySelector<HTMLElement>(".fw-neurons-panel .fw-waiting")!;
+    expect(cells(heat)).toBeGreaterThanOrEqual(L * T); // the heatmap at once
+    expect(cells(lens)).toBe(0); // the lens: its empty grid with the new tokens...
+    expect(lens.dataset.cols).toBe(String(T));
+    expect(lensWait.style.display).toBe(""); // ...and a note that it is coming
+    expect(lensWait.textContent).toContain("computing the logit lens");
+    expect(el.querySelector(".fw-lens-panel .fw-legend")!.textContent).toContain("p(␣<i>Rome</i>)"); // this prompt's target
+    expect(tableWait.style.display).toBe("");
+    expect(el.querySelector<HTMLElement>(".fw-neuron-table")!.style.display).toBe("none");
+    expect(content.dataset.missing).toBe("top lens values");
+    expect(content.dataset.prompt).toBe("The Eiffel in of");
+    // the tables arrive: rows at once, value tokens still "…"
+    model.set("data", { ...full, lens: undefined, pending: ["lens"] });
+    expect(tableWait.style.display).toBe("none");
+    const rows = [...el.querySelectorAll<HTMLTableRowElement>(".fw-neuron-table tbody tr")];
+    expect(rows.map((r) => r.dataset.neuron)).toEqual(["115", "116"]);
+    expect(rows.every((r) => r.textContent!.includes("…"))).toBe(true);
+    expect(content.dataset.missing).toBe("lens values");
+    // the lens stage shown arrives (the other stage is not sent until asked for)
+    model.set("data", { ...full, lens: { post: full.lens.post }, pending: [] });
+    expect(cells(lens)).toBeGreaterThanOrEqual(L * T);
+    expect(lensWait.style.display).toBe("none");
+    expect(calls.some((k) => k.op === "fillText" && k.args[0] === "<script>")).toBe(true);
+    // switching to the stage not computed yet: the kernel hears it, the lens waits again
+    const saved = model.saved;
+    (el.querySelector('.fw-lens-panel button[data-value="mid"]') as HTMLButtonElement).click();
+    expect(model.get("lens_stage")).toBe("mid");
+    expect(model.saved).toBe(saved + 1);
+    expect(lensWait.style.display).toBe("");
+    expect(el.querySelector<HTMLElement>(".fw-lens-panel")!.dataset.pending).toBe("true");
+    model.set("data", { ...full, pending: [] });
+    expect(lensWait.style.display).toBe("none");
+    // every listed neuron's value tokens: nothing is missing any more
+    const ids: number[] = [];
+    const tops: number[] = [];
+    for (const base of [0, 5]) for (let l = 0; l < L; l++) for (let t = 0; t < T; t++) for (let i = 0; i < K; i++) {
+      ids.push(l, base + 100 * l + 10 * t + i);
+      tops.push(7, 501);
+    }
+    model.set("values", { neurons: packed("int32", [ids.length / 2, 2], ids), top: packed("int32", [ids.length / 2, 2], tops),
+      vocab: { ids: packed("int32", [2], [7, 501]), text: [" Paris", " the"] } });
+    expect(content.dataset.missing).toBe("");
+    expect(el.querySelector(".fw-neuron-table tbody tr")!.textContent).toContain("␣Paris");
+  });
+
+  it("a part that failed is not shown as coming", () => {
+    const first = { ...(state().data as any), pending: [] };
+    delete first.lens;
+    const { el } = mount({ data: first, error: "RuntimeError: out of memory" });
+    expect(el.querySelector<HTMLElement>(".fw-lens-panel .fw-waiting")!.style.display).toBe("none");
+  });
+
   it("cleans up its listeners", () => {
     const { model, cleanup } = mount();
     expect(model.listenerCount("change:data")).toBe(1);

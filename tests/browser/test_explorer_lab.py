@@ -136,6 +136,43 @@ def test_typing_a_prompt_redraws_and_errors_show_in_the_widget(lab, page):
     assert lab.kernel_json("ex.prompt") == prompt  # the old run stays
 
 
+def test_a_new_prompt_streams_in_parts_and_the_other_lens_stage_comes_when_asked(lab, page):
+    content = ".fw-content[data-prompt]"
+    # in the kernel the assignment returns after the heatmap; the rest follows (finished as the cell ends)
+    prompt = "The Colosseum is located in the city of"
+    got = lab.kernel_json(f"(setattr(ex, 'prompt', {prompt!r}), sorted(k for k in ('grids', 'top', 'lens') if k in ex.data),"
+                          " ex._runner.running)[1:]")
+    assert got == [["grids"], True]
+    page.wait_for_function(f"() => document.querySelector('{content}').dataset.prompt === {prompt!r}"
+                           f" && document.querySelector('{content}').dataset.missing === ''")
+    assert lab.kernel_json("[ex.data['pending'], sorted(ex.data['lens']), ex.progress]") == [[], ["post"], {}]
+    # the lens before each MLP: computed when the button asks for it, drawn when it arrives
+    page.locator('.fw-lens-panel button[data-value="mid"]').click()
+    page.wait_for_function("() => document.querySelector('.fw-lens-panel').dataset.pending === 'false'"
+                           " && document.querySelector('.fw-lens-panel button[data-value=\"mid\"]').classList.contains('fw-on')")
+    assert lab.kernel_json("[ex.lens_stage, sorted(ex.data['lens'])]") == ["mid", ["mid", "post"]]
+    page.locator('.fw-lens-panel button[data-value="post"]').click()
+    page.wait_for_function("() => document.querySelector('.fw-lens-panel button[data-value=\"post\"]').classList.contains('fw-on')")
+    # a prompt typed in the page streams as a task: the kernel answers a gesture in between (value vectors
+    # read from a cold cache take seconds), and a newer prompt typed meanwhile replaces the older one's rest
+    lab.execute("lm.forget()")
+    box = page.locator('input[aria-label="prompt"]')
+    first, second = "The Louvre is located in the city of", "The Brandenburg Gate is located in the city of"
+    box.fill(first)
+    box.press("Enter")
+    state = f"document.querySelector('{content}').dataset"
+    page.wait_for_function(f"() => {state}.prompt === {first!r} && !{state}.missing.includes('top')")
+    page.locator(ROWS).first.click()  # select_neuron: answered by the kernel while the values are read
+    page.wait_for_function(f"() => document.querySelector('{HEAT}').closest('.fw-heatmap').dataset.stat === 'neuron'"
+                           f" && {state}.missing.includes('values')")
+    box.fill(second)
+    box.press("Enter")
+    page.wait_for_function(f"() => {state}.prompt === {second!r} && {state}.missing === ''")
+    assert lab.kernel_json("[ex.data['prompt'], ex.data['pending'], ex._runner.running]") == [second, [], False]
+    page.locator('.fw-activation-panel button[data-value="max_act"]').click()
+    page.wait_for_function(f"() => document.querySelector('{HEAT}').closest('.fw-heatmap').dataset.stat === 'max_act'")
+
+
 def test_slot_shows_another_view(lab, page):
     lab.execute("ex.show(fw.LogitLens(lm, ex.prompt), 'Logit lens on its own')")
     page.wait_for_selector(".fw-slot .fw-lens-panel canvas.fw-heatmap-canvas", state="visible")

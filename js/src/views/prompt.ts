@@ -1,12 +1,14 @@
 // The prompt views: prompt box, target selector, activation heatmap + neuron list, logit lens.
 // The explorer shows all of them; ActivationHeatmap and LogitLens show their part. Hover and click read
 // the arrays already in the browser; only editing the prompt/target or picking a neuron talks to the kernel.
+// A new prompt arrives in parts (the heatmap first, then the tables, the lens, the value tokens): each part
+// is drawn when it comes, and a part still coming shows a light "computing" note where it will appear.
 import { Heatmap, layerLabels, legend, neuronTable, NeuronRow, promptBar, segmented } from "../components";
 import {
-  decodeFloat, diverging, formatNumber, h, maxAbs, Model, onThemeChange, readTheme, robustMax, Scale, send, sendLatest,
-  sequential, setText, showToken,
+  decodeFloat, diverging, formatNumber, h, injectStyle, maxAbs, Model, onThemeChange, readTheme, robustMax, Scale, send,
+  sendLatest, sequential, setText, showToken,
 } from "../core";
-import { decodeData, Decoded, decodeValues, sameTokens, ValueTops, Vocab } from "./prompt_data";
+import { decodeData, Decoded, decodeValues, sameTokens, ValueTops, valuesComplete, Vocab } from "./prompt_data";
 
 export interface Parts {
   heatmap: boolean;
@@ -15,7 +17,23 @@ export interface Parts {
 
 const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contrib: "MLP → target logit", neuron: "selected neuron" };
 
+const WAITING_CSS = `
+.fw-waiting { display: inline-flex; align-items: center; gap: 6px; font-size: 11px; color: var(--jp-ui-font-color2, #777); }
+.fw-waiting .fw-progress-track { width: 48px; height: 3px; }
+.fw-panel[data-pending="true"] .fw-heatmap-canvas { opacity: 0.6; background-size: 200% 100%;
+  background-image: linear-gradient(90deg, transparent 30%, var(--jp-layout-color2, #eee) 50%, transparent 70%);
+  animation: fw-shimmer 1.4s infinite linear; }
+@keyframes fw-shimmer { from { background-position: 100% 0; } to { background-position: -100% 0; } }
+`;
+
+/** A light "still coming" note: a thin sliding bar and a few words, hidden until shown. */
+function waiting(text: string): HTMLElement {
+  const bar = h("span", { class: "fw-progress-track" }, [h("span", { class: "fw-progress-fill fw-indeterminate", style: { display: "block" } })]);
+  return h("span", { class: "fw-waiting", attrs: { role: "status" }, style: { display: "none" } }, [bar, text]);
+}
+
 export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () => void {
+  injectStyle("ffn-widgets-prompt-style", WAITING_CSS);
   const vocab = new Vocab();
   let d: Decoded | null = null;
   let valueTops: ValueTops = { rows: new Map(), top: null, k: 0 };
@@ -49,8 +67,10 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   });
   const cellTitle = h("span", { class: "fw-title" });
   const table = neuronTable((layer, neuron) => send(model, "select_neuron", { layer, neuron }));
+  const tableWait = waiting("ranking the neurons of every cell…");
   const neuronPanel = h("div", { class: "fw-panel fw-neurons-panel" }, [
     h("div", { class: "fw-panel-head" }, [cellTitle, rankSeg.el]),
+    tableWait,
     table.el,
   ]);
   const heatPanel = h("div", { class: "fw-panel fw-activation-panel" }, [
@@ -70,6 +90,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     model.save_changes();
   });
   const lensLegend = legend();
+  const lensWait = waiting("computing the logit lens…");
   const lensMap = new Heatmap({
     flipRows: true,
     cellHeight: 17,
@@ -80,7 +101,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   });
   const lensPanel = h("div", { class: "fw-panel fw-lens-panel" }, [
     h("div", { class: "fw-panel-head" }, [h("span", { class: "fw-title", text: "Logit lens" }), h("span", {}, [stageSeg.el, " ", valueSeg.el])]),
-    h("div", { class: "fw-toolbar" }, [lensLegend.el, h("span", { class: "fw-muted", text: "cell text: the top token" })]),
+    h("div", { class: "fw-toolbar" }, [lensLegend.el, h("span", { class: "fw-muted", text: "cell text: the top token" }), lensWait]),
     lensMap.el,
   ]);
   if (parts.lens) el.append(lensPanel);
@@ -129,30 +150,37 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     actMap.el.dataset.stat = stat;
   }
 
+  /** A part missing from `d` that the kernel is computing (not one that failed: its error is shown). */
+  function coming(part: "top" | "lens"): boolean {
+    if (!d) return false;
+    const missing = part === "top" ? !d.top : !d.lens?.[lensStage()];
+    return missing && (d.pending.includes(part) || !model.get("error"));
+  }
+
+  function lensStage(): "post" | "mid" {
+    return String(model.get("lens_stage")) === "mid" ? "mid" : "post";
+  }
+
   function drawLens() {
-    if (!d || !parts.lens || !d.lens) return;
+    if (!d || !parts.lens) return;
     const theme = readTheme(el);
-    const stage = String(model.get("lens_stage")) === "mid" ? "mid" : "post";
+    const stage = lensStage();
     const byRank = String(model.get("lens_value")) === "rank";
     stageSeg.set(stage);
     valueSeg.set(byRank ? "rank" : "prob");
-    const g = d.lens[stage];
-    let values: Float32Array;
-    let scale: Scale;
-    if (byRank) {
-      // log-scaled rank, inverted so that "rank 0" is the strongest colour like probability 1
-      const maxLog = Math.log10(65536);
-      values = Float32Array.from(g.rank, (r) => maxLog - Math.log10(r + 1));
-      scale = sequential(theme, 0, maxLog);
-      lensLegend.update(scale, `rank of ${showToken(d.target.text)}`, (v) => (v >= maxLog ? "0" : `${Math.round(10 ** (maxLog - v) - 1)}`));
-    } else {
-      values = g.prob;
-      scale = sequential(theme, 0, 1);
-      lensLegend.update(scale, `p(${showToken(d.target.text)})`);
-    }
+    const g = d.lens?.[stage];
+    lensWait.style.display = coming("lens") ? "" : "none";
+    lensPanel.dataset.pending = String(!g);
+    // the colour scale: log-scaled rank, inverted so that "rank 0" is the strongest colour like probability 1
+    const maxLog = Math.log10(65536);
+    const scale = sequential(theme, 0, byRank ? maxLog : 1);
+    if (byRank) lensLegend.update(scale, `rank of ${showToken(d.target.text)}`, (v) => (v >= maxLog ? "0" : `${Math.round(10 ** (maxLog - v) - 1)}`));
+    else lensLegend.update(scale, `p(${showToken(d.target.text)})`);
+    const values = !g ? new Float32Array(d.L * d.T).fill(NaN) // the new prompt's empty grid until the stage arrives
+      : byRank ? Float32Array.from(g.rank, (r) => maxLog - Math.log10(r + 1)) : g.prob;
     lensMap.setData({
       rows: d.L, cols: d.T, values, scale, rowLabels: layerLabels(d.L), colLabels: d.tokens,
-      cellText: (r, c) => tok(g.top[r * d!.T + c]), rowTitle: "layer", colTitle: "token",
+      cellText: g ? (r, c) => tok(g.top[r * d!.T + c]) : undefined, rowTitle: "layer", colTitle: "token",
     });
   }
 
@@ -181,6 +209,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     rankSeg.set(by);
     if (cell.layer === undefined || cell.token === undefined || cell.token >= d.T || cell.layer >= d.L) {
       setText(cellTitle, "Top neurons");
+      tableWait.style.display = "none";
       table.update([], d.target.text, null);
       table.el.style.display = "none";
       neuronPanel.dataset.empty = "true";
@@ -190,7 +219,8 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
       return;
     }
     neuronPanel.querySelector(".fw-hint")?.remove();
-    table.el.style.display = "";
+    tableWait.style.display = coming("top") ? "" : "none";
+    table.el.style.display = d.top ? "" : "none";
     neuronPanel.dataset.empty = "false";
     setText(cellTitle, `Top neurons · layer ${cell.layer} · token ${cell.token} ${showToken(d.tokens[cell.token])}`);
     const n = model.get("neuron");
@@ -233,15 +263,28 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   }
 
   function lensTooltip(r: number, c: number): string[] {
-    if (!d?.lens) return [];
-    const stage = String(model.get("lens_stage")) === "mid" ? "mid" : "post";
-    const g = d.lens[stage];
+    if (!d) return [];
+    const stage = lensStage();
+    const g = d.lens?.[stage];
     const i = r * d.T + c;
+    const head = `layer ${r} ${stage === "post" ? "after block" : "before MLP"} · token ${c} ${showToken(d.tokens[c])}`;
+    if (!g) return [head, coming("lens") ? "computing the logit lens…" : "no lens for this prompt"];
     return [
-      `layer ${r} ${stage === "post" ? "after block" : "before MLP"} · token ${c} ${showToken(d.tokens[c])}`,
+      head,
       `top token ${showToken(tok(g.top[i]))}  p = ${formatNumber(g.topProb[i])}`,
       `p(${showToken(d.target.text)}) = ${formatNumber(g.prob[i])}  rank ${g.rank[i]}`,
     ];
+  }
+
+  /** What is on screen, for tests and the timing harness: the prompt drawn and the parts still missing. */
+  function markState() {
+    if (!d) return;
+    const missing: string[] = [];
+    if (parts.heatmap && !d.top) missing.push("top");
+    if (parts.lens && !d.lens?.[lensStage()]) missing.push("lens");
+    if (parts.heatmap && !valuesComplete(d, valueTops, Number(model.get("data")?.d_mlp ?? 1 << 20))) missing.push("values");
+    el.dataset.prompt = d.prompt;
+    el.dataset.missing = missing.join(" ");
   }
 
   // ---- wiring ------------------------------------------------------------------------------
@@ -253,6 +296,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     drawActivations();
     drawNeurons();
     drawLens();
+    markState();
   };
   const readValues = () => {
     valueTops = decodeValues(model.get("values"), vocab, () => Number(model.get("data")?.d_mlp ?? 1 << 20));
@@ -260,18 +304,26 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
   const onValues = () => {
     readValues();
     drawNeurons();
+    markState();
   };
   const onStat = () => drawActivations();
   const onNeuron = () => {
     drawActivations();
     drawNeurons();
   };
-  const onLens = () => drawLens();
+  const onLens = () => {
+    drawLens();
+    markState();
+  };
+  const onError = () => {
+    drawNeurons();
+    drawLens();
+  };
   const onPrompt = () => drawHeader();
   const subs: [string, () => void][] = [
     ["change:data", onData], ["change:values", onValues], ["change:stat", onStat], ["change:neuron", onNeuron],
     ["change:cell", drawNeurons], ["change:rank_by", drawNeurons], ["change:lens_stage", onLens],
-    ["change:lens_value", onLens], ["change:prompt", onPrompt], ["change:target", onPrompt],
+    ["change:lens_value", onLens], ["change:prompt", onPrompt], ["change:target", onPrompt], ["change:error", onError],
   ];
   for (const [ev, fn] of subs) model.on(ev, fn);
   readValues();

@@ -5,12 +5,14 @@ import { decodeFloat, decodeInt, Packed } from "../core";
 import type { Prediction, TokenText } from "../components";
 
 export interface Decoded {
+  prompt: string;
   tokens: string[];
   L: number;
   T: number;
   k: number;
   target: TokenText;
   predictions: Prediction[];
+  pending: string[]; // parts the kernel is still computing: "top", "lens"
   maxAct?: Float32Array; // [L, T]
   contrib?: Float32Array; // [L, T]
   top?: Record<string, { ids: Int32Array; act: Float32Array; contrib: Float32Array }>; // by -> [L, T, k]
@@ -36,8 +38,8 @@ export function decodeData(raw: any, vocab: Vocab): Decoded | null {
   if (!raw || !raw.tokens) return null;
   vocab.add(raw.vocab);
   const out: Decoded = {
-    tokens: raw.tokens, L: raw.n_layers, T: raw.tokens.length, k: 0,
-    target: raw.target, predictions: raw.predictions ?? [],
+    prompt: String(raw.prompt ?? ""), tokens: raw.tokens, L: raw.n_layers, T: raw.tokens.length, k: 0,
+    target: raw.target, predictions: raw.predictions ?? [], pending: Array.isArray(raw.pending) ? raw.pending.map(String) : [],
   };
   if (raw.grids) {
     out.maxAct = decodeFloat(raw.grids.max_act).data;
@@ -78,6 +80,16 @@ export function decodeValues(raw: any, vocab: Vocab, dMlp: () => number): ValueT
   const dm = dMlp();
   for (let i = 0; i < pairs.shape[0]; i++) out.rows.set(pairs.data[2 * i] * dm + pairs.data[2 * i + 1], i);
   return out;
+}
+
+/** True when every neuron some table lists has its value-vector tokens (no row would show "…"). */
+export function valuesComplete(d: Decoded, values: ValueTops, dMlp: number): boolean {
+  if (!d.top || !values.top) return false;
+  const perLayer = d.T * d.k;
+  for (const t of Object.values(d.top)) {
+    for (let i = 0; i < t.ids.length; i++) if (!values.rows.has(Math.floor(i / perLayer) * dMlp + t.ids[i])) return false;
+  }
+  return true;
 }
 
 export function sameTokens(a: string[], b: string[]): boolean {

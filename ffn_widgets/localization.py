@@ -1,0 +1,271 @@
+"""Where does a fact live? Every localisation method of the package, per layer, side by side — and whether
+the answer predicts where an edit works (Hase et al., NeurIPS 2023).
+
+    loc = fw.localize(lm, fw.load_facts()[0])          # or prompt=..., subject=..., target=..., target_new=...
+    loc.to_frame(); loc.figure(); loc.best_layers()
+    many = fw.localize_many(lm, fw.load_facts()[:6], edit_layers=range(0, 30, 3))
+    many.figure(); many.r2                             # what the layer alone explains, and with the trace
+
+Per layer (all at the prompt's last position unless said):
+
+- ``trace_mlp``: causal tracing's MLP indirect effect at the last subject token, that layer's MLP restored;
+  ``trace_mlp_window``: the same with ROME's window of 10 layers restored;
+- ``kn_mass``: the layer's share of the positive integrated-gradients attribution (knowledge neurons);
+- ``lens_gain``: the logit lens's log10 rank of the target before the MLP minus after it (> 0: the MLP
+  promotes the target);
+- ``value_agreement``: of the layer's 10 strongest neurons (|m_i|), the fraction whose value vector, signed by
+  m_i, ranks the target among its 10 top tokens (Geva's agreement);
+- ``edit_efficacy``, ``edit_paraphrase``, ``edit_neighbourhood`` (ROME's ES, PS, NS) and ``edit_rewrite``
+  ((p_new after − before) / (1 − before), Hase's rewrite score) of a ROME edit to ``target_new`` at that layer,
+  undone before the next (only at ``edit_layers``; NaN elsewhere).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .analysis.knowledge import attribution
+from .analysis.lens import logit_lens
+from .analysis.values import value_logits
+from .editing.metrics import fact_scores
+from .editing.rome import rome_edit
+from .facts import target as as_target
+from .model import LM, InputError
+from .tracing.results import causal_trace
+
+MEASURES = {
+    "trace_mlp": "causal trace: MLP indirect effect (one layer)",
+    "trace_mlp_window": "causal trace: MLP indirect effect (window of 10)",
+    "kn_mass": "knowledge neurons: share of attribution",
+    "lens_gain": "logit lens: target rank gained across the MLP (log10)",
+    "value_agreement": "values: top neurons promoting the target",
+    "edit_efficacy": "ROME at this layer: efficacy",
+    "edit_paraphrase": "ROME at this layer: paraphrase",
+    "edit_neighbourhood": "ROME at this layer: neighbourhood",
+    "edit_rewrite": "ROME at this layer: rewrite score",
+}
+EDIT_MEASURES = ("edit_efficacy", "edit_paraphrase", "edit_neighbourhood", "edit_rewrite")
+
+
+@dataclass
+class Localization:
+    """One fact's per-layer answers (``measures[name]`` is ``[n_layers]``, NaN where not measured)."""
+
+    fact: dict
+    target: str
+    measures: dict[str, np.ndarray]
+    edit_layers: list[int] = field(default_factory=list)
+
+    @property
+    def n_layers(self) -> int:
+        return len(next(iter(self.measures.values())))
+
+    def best_layers(self) -> dict[str, int]:
+        """Each measure's layer with the largest value (where it was measured)."""
+        return {k: int(np.nanargmax(v)) for k, v in self.measures.items() if np.isfinite(v).any()}
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"layer": np.arange(self.n_layers), **self.measures}).set_index("layer")
+
+    def figure(self):
+        """One row per measure, layers on a shared axis (the comparison Hase et al. make, for one fact)."""
+        from plotly.subplots import make_subplots
+
+        from .figure_layout import clip, sized, title
+
+        names = [k for k in MEASURES if k in self.measures and np.isfinite(self.measures[k]).any()]
+        fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.02)
+        for i, name in enumerate(names, start=1):
+            y = self.measures[name]
+            fig.add_bar(x=np.arange(self.n_layers), y=np.where(np.isfinite(y), y, None), row=i, col=1,
+                        name=MEASURES[name], marker_color="#4c78a8" if not name.startswith("edit") else "#f58518")
+            fig.update_yaxes(title_text=name.replace("_", " "), title_font_size=10, row=i, col=1)
+        fig.update_xaxes(title_text="layer", row=len(names), col=1)
+        fig.update_layout(showlegend=False, title=title(f"Where does {clip(self.fact['subject'], 30)!r} → "
+                                                        f"{self.target.strip()!r} live?"))
+        return sized(fig, 70 * len(names))
+
+
+def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = None, samples: int = 10,
+                   steps: int = 20, seed: int = 0, corpus=None, tokens: int | None = None,
+                   edit_kwargs: dict | None = None) -> Iterator[dict]:
+    """:func:`localize` as a stream for views: ``{"stage", "message", "fraction", "result"}`` after each
+    part (the partial :class:`Localization` so far); the last event's result is complete."""
+    fact = _checked(lm, fact)
+    L, prompt, subject = lm.n_layers, fact["prompt"], fact["subject"]
+    tgt = as_target(fact["target_true"])
+    layers = list(range(L)) if edit_layers is None else sorted({lm.check_layer(int(x)) for x in edit_layers})
+    if layers and not fact.get("target_new"):
+        raise InputError("Edit success needs a counterfactual object: give target_new, or edit_layers=[].")
+    nan = np.full(L, np.nan)
+    loc = Localization(fact, tgt, {k: nan.copy() for k in MEASURES}, layers)
+    total = 4 + len(layers)
+
+    last_subject = lm.find_subject(prompt, subject)[1] - 1
+    for n, (window, key) in enumerate(((1, "trace_mlp"), (10, "trace_mlp_window")), start=1):
+        trace = causal_trace(lm, prompt, subject, tgt, kind="mlp", window=window, samples=samples, seed=seed,
+                             check_target=False, progress=False)
+        loc.measures[key] = trace.indirect[:, last_subject].numpy().astype(float)
+        yield _event(loc, "trace", f"Causal trace, MLP (window {window})", n / total)
+    scores = attribution(lm, prompt, tgt, steps=steps)
+    positive = scores.clamp(min=0).sum(1).double()
+    loc.measures["kn_mass"] = (positive / positive.sum().clamp_min(1e-30)).numpy()
+    yield _event(loc, "knowledge", "Knowledge-neuron attribution", 3 / total)
+    loc.measures["lens_gain"], loc.measures["value_agreement"] = lens_and_values(lm, prompt, tgt)
+    yield _event(loc, "lens", "Logit lens and value vectors", 4 / total)
+
+    if layers:
+        kw = dict(seed=seed, progress=False, **(edit_kwargs or {}))
+        kw.update({k: v for k, v in (("corpus", corpus), ("tokens", tokens)) if v is not None})
+        before = fact_scores(lm, fact)
+        for n, layer in enumerate(layers, start=1):
+            for row in edit_success(lm, fact, layer, before, kw).items():
+                loc.measures[row[0]][layer] = row[1]
+            yield _event(loc, "edit", f"ROME at layer {layer} ({n} of {len(layers)})", (4 + n) / total)
+
+
+def localize(lm: LM, fact: dict | None = None, *, prompt: str | None = None, subject: str | None = None,
+             target: str | None = None, target_new: str | None = None, **kwargs) -> Localization:
+    """Every localisation method for one fact (a dev-facts dict, or ``prompt``/``subject``/``target``
+    [/``target_new``]); see the module docstring. ``edit_layers`` chooses where ROME edits (default: every
+    layer; ``[]`` for none), ``samples`` the trace's noise draws, ``steps`` the attribution's."""
+    fact = fact if fact is not None else {"prompt": prompt, "subject": subject, "target_true": target,
+                                          "target_new": target_new}
+    result = None
+    for event in localize_steps(lm, fact, **kwargs):
+        result = event["result"]
+    return result
+
+
+@dataclass
+class LocalizationSet:
+    """Many facts' localisations: does the tracing effect at a layer predict the edit's success there?"""
+
+    results: list[Localization]
+
+    def rows(self) -> list[dict]:
+        """One row per (fact, edited layer): the trace effects and the edit scores."""
+        return [{"subject": r.fact["subject"], "layer": layer,
+                 **{k: float(r.measures[k][layer]) for k in ("trace_mlp", "trace_mlp_window", *EDIT_MEASURES)}}
+                for r in self.results for layer in r.edit_layers]
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def correlation(self, trace: str = "trace_mlp_window", success: str = "edit_rewrite") -> float:
+        """Pearson r between a tracing effect and an edit score over every (fact, layer)."""
+        x, y = self._xy(trace, success)
+        return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
+
+    def r2(self, trace: str = "trace_mlp_window", success: str = "edit_rewrite") -> dict[str, float]:
+        """R² of the edit score explained by the layer alone (one mean per layer), and by the layer plus the
+        tracing effect: Hase et al.'s test — on GPT-J the trace adds almost nothing."""
+        rows = [r for r in self.rows() if np.isfinite(r[trace]) and np.isfinite(r[success])]
+        if len(rows) < 3:
+            raise InputError("Too few (fact, layer) pairs with an edit to fit: edit more layers or facts.")
+        layers = sorted({r["layer"] for r in rows})
+        onehot = np.array([[r["layer"] == layer for layer in layers] for r in rows], dtype=float)
+        y = np.array([r[success] for r in rows])
+        with_trace = np.column_stack([onehot, [r[trace] for r in rows]])
+        return {"layer": _r2(onehot, y), "layer + trace": _r2(with_trace, y), "trace": _r2(
+            np.column_stack([np.ones(len(rows)), [r[trace] for r in rows]]), y)}
+
+    def _xy(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = [r for r in self.rows() if np.isfinite(r[a]) and np.isfinite(r[b])]
+        return np.array([r[a] for r in rows]), np.array([r[b] for r in rows])
+
+    def figure(self, trace: str = "trace_mlp_window", success: str = "edit_rewrite"):
+        import plotly.graph_objects as go
+
+        from .figure_layout import sized, title
+
+        rows = self.rows()
+        fig = go.Figure(go.Scatter(x=[r[trace] for r in rows], y=[r[success] for r in rows], mode="markers",
+                                   marker={"color": [r["layer"] for r in rows], "colorscale": "Viridis",
+                                           "showscale": True, "colorbar": {"title": {"text": "layer"}}},
+                                   text=[f"{r['subject']} · layer {r['layer']}" for r in rows],
+                                   hovertemplate="%{text}<br>trace %{x:.3f}<br>edit %{y:.3f}<extra></extra>"))
+        r2 = self.r2(trace, success)
+        fig.update_layout(title=title("Does tracing predict where editing works?",
+                                      f"R² layer {r2['layer']:.2f} · layer + trace {r2['layer + trace']:.2f} · "
+                                      f"trace alone {r2['trace']:.2f} ({len(self.results)} facts)"),
+                          xaxis_title=MEASURES[trace], yaxis_title=MEASURES[success])
+        return sized(fig, 320, lines=2)
+
+
+def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
+    """:func:`localize` for each fact (dicts like the dev facts); ``kwargs`` as there (``edit_layers``...)."""
+    facts = list(facts or [])
+    if not facts:
+        raise InputError("No facts given: pass dicts like fw.load_facts()[:5].")
+    from .model.long_runs import progress_bar
+
+    bar = progress_bar(progress, len(facts), "localising")
+    out = []
+    try:
+        for fact in facts:
+            out.append(localize(lm, fact, **kwargs))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return LocalizationSet(out)
+
+
+def _r2(X: np.ndarray, y: np.ndarray) -> float:
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    residual = y - X @ coef
+    total = ((y - y.mean()) ** 2).sum()
+    return float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")
+
+
+def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer at the last position: the lens's log10 rank of ``target`` before the MLP minus after it,
+    and the fraction of the ``k`` strongest neurons whose signed value ranks ``target`` in its top ``k``."""
+    run = lm.run(prompt, capture=("neurons", "mlp_out", "resid_post"))
+    tid = lm.target_ids(target)[0]
+    lens = logit_lens(lm, run, target=tid)
+    gain = (torch.log10(lens.mid.ranks[:, -1].double() + 1) - torch.log10(lens.post.ranks[:, -1].double() + 1)).numpy()
+    agreement = np.zeros(lm.n_layers)
+    for layer in range(lm.n_layers):
+        acts = run.activations[layer, -1]
+        idx = acts.abs().topk(min(k, lm.d_mlp)).indices
+        signed = value_logits(lm, layer, idx).cpu() * acts[idx].sign()[:, None]
+        agreement[layer] = float((signed.topk(k, dim=-1).indices == tid).any(-1).double().mean())
+    return gain, agreement
+
+
+def edit_success(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict) -> dict[str, float]:
+    """ROME's scores and the rewrite score of an edit at ``layer``, undone at once (weights untouched)."""
+    with lm.edits.temporary():
+        rome_edit(lm, fact["prompt"], fact["subject"], as_target(fact["target_new"]), layer, **edit_kwargs)
+        after = fact_scores(lm, fact, before=before)
+    p0, p1 = before["prompt"]["p_new"], after["prompt"]["p_new"]
+    nan = float("nan")
+    return {"edit_efficacy": after["efficacy"], "edit_paraphrase": nan if after["paraphrase"] is None else after["paraphrase"],
+            "edit_neighbourhood": nan if after["neighbourhood"] is None else after["neighbourhood"],
+            "edit_rewrite": (p1 - p0) / max(1e-12, 1 - p0)}
+
+
+def _checked(lm: LM, fact) -> dict:
+    if not isinstance(fact, dict):
+        raise InputError(f"Give a fact as a dict (see fw.load_facts()), got {type(fact).__name__}.")
+    for key in ("prompt", "subject", "target_true"):
+        if not isinstance(fact.get(key), str) or not fact[key].strip():
+            name = "target" if key == "target_true" else key
+            raise InputError(f"The fact needs a non-empty {name!r}, got {fact.get(key)!r}.")
+    lm.encode(fact["prompt"])
+    lm.find_subject(fact["prompt"], fact["subject"])
+    return dict(fact)
+
+
+def _event(loc: Localization, stage: str, message: str, fraction: float) -> dict:
+    return {"stage": stage, "message": message, "fraction": fraction, "result": loc}
