@@ -44,15 +44,20 @@ def track(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 class WeightsVersion:
     """A model's weights version: bumped when a parameter is written in place (through any alias), replaced,
-    moved or cast. One of these per model; every cache that depends on weights keys on :meth:`read`."""
+    moved or cast (a submodule swapped for a new one after loading is not seen: the module list is read once). One of these per model; every cache that depends on weights keys on :meth:`read`."""
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.version, self._state = model, 0, None
         self._offloaded = offload_slots(model)  # accelerate-offloaded weights written in memory (edits)
+        self._modules = list(model.modules())  # walking the module tree each read would cost ~1 ms
+        track(model)
 
     def read(self) -> int:
-        params = track(self.model)
-        state = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        params = [p for m in self._modules for p in m._parameters.values() if p is not None]
+        for p in params:
+            if type(p) is torch.nn.Parameter:  # replaced since (load_state_dict(assign=True), a new module)
+                p.__class__ = _TrackedParameter
+        state = tuple((id(p), p.data_ptr(), p._version) for p in params)  # a cast or move changes data_ptr
         if self._offloaded:
             kept = (memory.get(key) for memory, key in self._offloaded)
             state += tuple((id(t), t._version) for t in kept if t is not None)
