@@ -44,7 +44,15 @@ _LAZY = {name: module for module, names in {
     "editing.compare": ["compare_methods", "MethodComparison", "measured_runs", "runs_figure", "runs_table"],
     "widgets.editor": ["Editor"],
     "widgets.dock": ["dock", "undock", "panel", "Dock"],
+    "localization": ["localize", "localize_many", "Localization", "LocalizationSet"],
+    "model.lm": ["current_model", "live_models"],
+    "export": ["export_html"],
 }.items() for name in names}
+
+
+def _jupyter_labextension_paths():
+    """For `jupyter labextension develop`: an editable install has no share/ copy of the built extension."""
+    return [{"src": "labextension", "dest": "ffn-widgets"}]
 
 
 def __getattr__(name):

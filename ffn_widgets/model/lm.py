@@ -36,6 +36,15 @@ def live_models() -> list["LM"]:
     return [lm for _, lm in sorted(_LIVE.items())]
 
 
+def current_model() -> "LM":
+    """The newest live model: what the JupyterLab commands run on, so that they need no variable name."""
+    models = live_models()
+    if not models:
+        raise InputError("No model is loaded in this kernel: run `import ffn_widgets as fw; lm = fw.load_model()` "
+                         "(or fw.load_model(\"<name or path>\")) first.")
+    return models[-1]
+
+
 def on_new_model(callback) -> None:
     """Call ``callback(lm)`` whenever a model is wrapped (the side panel's model list follows)."""
     _ON_NEW.append(callback)

@@ -94,6 +94,24 @@ class ViewWidget(anywidget.AnyWidget):
         """The view's numbers as a pandas DataFrame: its result's ``to_frame()``."""
         return self._result().to_frame()
 
+    def to_html(self, path, title: str | None = None):
+        """This view as one self-contained HTML file that works offline without a kernel
+        (:func:`ffn_widgets.export.export_html`); returns the path."""
+        from ..export import export_html
+
+        return export_html([self], path, title=title)
+
+    def _repr_mimebundle_(self, **kwargs):
+        """anywidget's bundle plus a static ``text/html`` still of a few kB, shown where no widget manager
+        draws the view (nbconvert of a notebook saved without widget state, GitHub): :mod:`ffn_widgets.snapshot`."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        from ..snapshot import snapshot_html
+
+        data, metadata = bundle
+        return {**data, "text/html": snapshot_html(self)}, metadata
+
     # ---- the side panel ------------------------------------------------------------------------
     def dock(self):
         """Show this view in the FFN side panel too (a second, live view of the same widget)."""

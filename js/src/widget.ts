@@ -32,3 +32,6 @@ export function render({ model, el }: RenderProps): () => void {
 }
 
 export default { initialize, render };
+
+// The kernel-less host of saved HTML pages (ffn_widgets/export.py); anywidget reads only the default export.
+export { mountExports } from "./standalone";
