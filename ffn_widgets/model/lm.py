@@ -25,7 +25,6 @@ from .architectures import Architecture, architecture_for
 from .hooks import SITES, Intervention, collect, hooked
 from .identity import WeightsVersion, fingerprint
 
-
 _LIVE: "weakref.WeakValueDictionary[int, LM]" = weakref.WeakValueDictionary()  # every LM of this process
 _ON_NEW: list = []
 _SERIALS = itertools.count(1)

@@ -21,6 +21,7 @@ from ..model.lm import live_models, on_new_model
 from .base import ViewWidget, handles
 
 PANEL_TITLE = "FFN"
+SHOW_PANEL = "ffn-widgets:show-panel"  # the package's JupyterLab extension's command (labextension/src/index.ts)
 
 
 class Dock(ViewWidget):
@@ -122,6 +123,8 @@ def dock(view: DOMWidget) -> Dock:
     """Show ``view`` in the FFN side panel (opened in the right area if it is not there yet)."""
     d = panel()
     d.add(view)
+    if d._placed and _FRONTEND is not None and _FRONTEND._ready_event.is_set():
+        _show(_FRONTEND)  # placed earlier: bring it to the front again
     _place(d)
     return d
 
@@ -145,17 +148,26 @@ def _place(d: Dock) -> None:
     holder = Panel([d])
     holder.title.label = PANEL_TITLE
     holder.title.caption = "ffn_widgets: docked views, models and edits"
-    holder.title.closable = True
+    holder.title.closable = False  # closed, it could not come back (placed once per kernel); collapse it instead
     if _FRONTEND is None:
         _FRONTEND = JupyterFrontEnd()
     frontend = _FRONTEND
 
     def add():
         frontend.shell.add(holder, "right", {"rank": 900})
-        frontend.shell.expand_right()
+        _show(frontend)
 
     if frontend._ready_event.is_set():
         add()
     else:
         frontend.on_ready(add)  # the front end answers after this cell: ipylab delivers then
     d._placed = True
+
+
+def _show(frontend) -> None:
+    """Select the panel's tab: ipylab can only expand the right area (showing whichever tab was last there),
+    so the package's extension selects the panel itself, in JupyterLab and Notebook 7."""
+    if SHOW_PANEL in frontend.commands.list_commands():
+        frontend.commands.execute(SHOW_PANEL, {"quiet": True})
+    else:
+        frontend.shell.expand_right()

@@ -1,4 +1,5 @@
-"""``lab``: one JupyterLab server (and browser) per test module; see :mod:`tests.browser.lab`."""
+"""``lab``: one JupyterLab server (and browser) per test module; ``nb7``: the same on Jupyter Notebook 7.
+See :mod:`tests.browser.lab`."""
 import shutil
 from pathlib import Path
 
@@ -7,14 +8,25 @@ import pytest
 from .lab import CHROMIUM, Lab
 
 
-@pytest.fixture(scope="module")
-def lab():
+def _server(app: str):
     if not Path(CHROMIUM).exists() and shutil.which(CHROMIUM) is None:
         pytest.skip(f"no Chromium at {CHROMIUM} (set FFN_WIDGETS_CHROMIUM)")
     from ffn_widgets.widgets.base import bundle_built
 
     if not bundle_built():
         pytest.fail("The front end is not built: run `make js` before the browser tests.")
-    server = Lab.start()
+    return Lab.start(app=app)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    server = _server("lab")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nb7():
+    server = _server("notebook")
     yield server
     server.stop()

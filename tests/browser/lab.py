@@ -6,6 +6,7 @@
     lab.execute("print(ex.view.cell)")      # run code in the notebook's kernel, get its text output
     lab.theme("JupyterLab Dark")
     lab.stop()
+    nb7 = Lab.start(app="notebook")         # the same harness on Jupyter Notebook 7 (its /notebooks/ page)
 
 The server's environment points HOME, JUPYTER_* and IPYTHONDIR at a temp dir, turns off news and the
 extension manager (no network), and hands the kernel the repository on PYTHONPATH and the model cache.
@@ -36,13 +37,14 @@ def free_port() -> int:
 
 
 class Lab:
-    def __init__(self, root: Path, proc: subprocess.Popen, port: int, log: Path):
-        self.root, self.proc, self.port, self.log = root, proc, port, log
+    def __init__(self, root: Path, proc: subprocess.Popen, port: int, log: Path, app: str = "lab"):
+        self.root, self.proc, self.port, self.log, self.app = root, proc, port, log, app
         self.url = f"http://127.0.0.1:{port}"
         self._pw = self.browser = self.page = None
 
     @classmethod
-    def start(cls, timeout: float = 90) -> "Lab":
+    def start(cls, timeout: float = 90, app: str = "lab") -> "Lab":
+        """``app``: "lab" (JupyterLab 4) or "notebook" (Notebook 7, the same front-end libraries)."""
         from ffn_widgets.model.loading import cache_dir
 
         root = Path(tempfile.mkdtemp(prefix="fw-lab-"))
@@ -59,16 +61,21 @@ class Lab:
         (notify / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         port = free_port()
         log = root / "server.log"
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
+        cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", f"--ServerApp.port={port}",
                "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-               "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root / 'work'}",
-               "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-               "--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"]
+               "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root / 'work'}"]
+        if app == "lab":
+            cmd += ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
+                    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                    f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"]
+        else:
+            cmd += ["--JupyterNotebookApp.expose_app_in_browser=True",
+                    f"--JupyterNotebookApp.user_settings_dir={root / 'settings'}",
+                    f"--JupyterNotebookApp.workspaces_dir={root / 'workspaces'}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
         proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        lab = cls(root, proc, port, log)
+        lab = cls(root, proc, port, log, app)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if proc.poll() is not None:
@@ -108,7 +115,7 @@ class Lab:
             self.page.close()
         self.page = self._browser().new_page(viewport={"width": width, "height": height})
         self.page.set_default_timeout(timeout * 1000)
-        self.page.goto(f"{self.url}/lab/tree/{src.name}?reset")
+        self.page.goto(f"{self.url}/lab/tree/{src.name}?reset" if self.app == "lab" else f"{self.url}/notebooks/{src.name}")
         self.page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                                     " && window.jupyterapp.shell.currentWidget.sessionContext")
         self.wait_idle(timeout)

@@ -1,6 +1,16 @@
-// The frame around every view: the kernel's error message and progress, above the view's own content.
+// The frame around every view: the kernel's error message and progress, above the view's own content, and the
+// button that docks the view in the FFN side panel (JupyterLab and Notebook 7 only: the kernel places the panel
+// there through ipylab; other hosts have no side panel to put it in).
 import { h, setText } from "./dom";
 import type { Model } from "./types";
+
+export const DOCK_TITLE = "Dock in the FFN side panel";
+
+/** Whether the page is a JupyterLab 4 or Notebook 7 application (whose shell, the Lumino widget #main, has a
+ * right side area); not VS Code, Colab, or a saved HTML page. */
+export function inJupyterShell(): boolean {
+  return typeof document !== "undefined" && !!document.querySelector(".jp-LabShell, #main.lm-Widget");
+}
 
 export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElement; cleanup: () => void } {
   const errorText = h("span", { class: "fw-error-text" });
@@ -15,6 +25,12 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
   const status = h("div", { class: "fw-status" });
   const content = h("div", { class: "fw-content" });
   const root = h("div", { class: "fw-root" }, [status, content]);
+  // the dock view has no dock button; views shown inside the dock (.fw-in-dock) hide theirs by CSS
+  if (model.get("view") !== "dock" && inJupyterShell()) {
+    const dock = h("button", { class: "fw-dock-button", text: "⇥", title: DOCK_TITLE, attrs: { "aria-label": DOCK_TITLE } });
+    dock.addEventListener("click", () => model.send({ type: "dock" }));
+    root.prepend(dock); // floated right: the view's first row makes room for it instead of lying under it
+  }
   el.appendChild(root);
 
   const showError = () => {

@@ -61,6 +61,26 @@ const CSS = `
 .fw-grid2 { display: grid; grid-template-columns: minmax(0, 1fr); gap: 8px; }
 .fw-prompt { display: flex; gap: 8px; align-items: center; margin-bottom: 6px; }
 .fw-prompt input[type=text] { flex: 1; min-width: 200px; font-family: var(--jp-code-font-family, monospace); }
+.fw-dock-button { float: right; margin: 0 0 2px 6px; position: relative; z-index: 5; width: 22px; height: 20px; padding: 0;
+  font-size: 13px; line-height: 18px; cursor: pointer; opacity: 0.45; color: var(--jp-ui-font-color1, #333);
+  background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color2, #ddd); border-radius: 3px; }
+.fw-root:hover > .fw-dock-button, .fw-dock-button:focus-visible { opacity: 1; }
+.fw-dock-button:hover { background: var(--jp-layout-color2, #eee); border-color: var(--jp-brand-color1, #1976d2); }
+.fw-in-dock .fw-dock-button { display: none; }
+.fw-dock { padding: 0 6px; min-width: 0; }
+.fw-dock-section { font-weight: 600; font-size: var(--jp-ui-font-size0, 11px); text-transform: uppercase;
+  letter-spacing: 0.05em; color: var(--jp-ui-font-color2, #777); margin: 10px 0 2px; }
+.fw-dock-item, .fw-dock-model { background: var(--jp-layout-color1, #fff); }
+.fw-dock-item > .fw-panel-head { align-items: center; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
+  padding-bottom: 4px; }
+.fw-dock-title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.fw-dock-body { overflow-x: auto; max-width: 100%; }
+.fw-dock-empty { padding: 6px 0; }
+.fw-dock-edits { margin: 4px 0 0; padding-left: 20px; }
+.fw-dock-edit { margin: 3px 0; }
+.fw-dock-edit > * { vertical-align: middle; }
+.fw-dock-edit-text { margin-right: 6px; overflow-wrap: anywhere; }
+.fw-dock-edit button.fw-button { padding: 0 8px; font-size: var(--jp-ui-font-size0, 11px); }
 `;
 
 /** Add a stylesheet to the page once: `id` names it, so later calls (other views, re-renders) do nothing. */

@@ -1,7 +1,14 @@
 // The FFN side panel (Python: widgets/dock.py): docked views, each a live second view of its widget with an
-// Undock button, then every model in the kernel with its edit log and an Undo per entry.
+// Undock button, then every model in the kernel with its edit log and an Undo per entry. The panel's place in
+// the shell (ipylab) and its removal on a kernel restart (the package's JupyterLab extension) are not done here.
 import { childWidgets, h, setText } from "../core";
 import type { RenderProps } from "../core";
+
+// what a docked view is called when its widget has no title of its own
+const NAMES: Record<string, string> = {
+  causal_trace: "Causal trace", editor: "Editor", explorer: "Explorer", heatmap: "Activations", lens: "Logit lens",
+  localize: "Localize", neuron_card: "Neuron card", neurons: "Neurons", sliders: "Neuron sliders", stability: "Stability",
+};
 
 type EditRow = { index: number; method: string; facts: string[]; layers: number[]; time: string };
 type ModelRow = { serial: number; name: string; summary: string; edits: EditRow[] };
@@ -9,7 +16,11 @@ type ModelRow = { serial: number; name: string; summary: string; edits: EditRow[
 export function render({ model, el }: RenderProps) {
   const docked = h("div", { class: "fw-dock-views" });
   const models = h("div", { class: "fw-dock-models" });
-  el.append(h("div", { class: "fw-dock" }, [docked, h("div", { class: "fw-dock-section", text: "Models" }), models]));
+  const root = h("div", { class: "fw-dock" }, [docked, h("div", { class: "fw-dock-section", text: "Models" }), models]);
+  // the kernel this panel belongs to: the JupyterLab extension removes the panel when that kernel restarts
+  const kernel = (model as any).widget_manager?.kernel?.id;
+  if (kernel) root.setAttribute("data-kernel", String(kernel));
+  el.append(root);
   let slots: { ref: string; destroy: () => void; el: HTMLElement }[] = [];
 
   const drawDocked = () => {
@@ -38,7 +49,7 @@ export function render({ model, el }: RenderProps) {
     void children.draw([ref]).then(() => {
       const manager = (model as any).widget_manager;
       manager?.get_model?.(ref.replace(/^IPY_MODEL_/, "")).then((m: any) => {
-        const label = () => setText(title, String(m.get("title") || m.get("view") || "view"));
+        const label = () => setText(title, String(m.get("title") || NAMES[m.get("view")] || m.get("view") || "view"));
         label();
         m.on?.("change:title", label);
       }).catch(() => undefined);
