@@ -43,6 +43,7 @@ _LAZY = {name: module for module, names in {
     "widgets.stability": ["StabilityMonitor"],
     "editing.compare": ["compare_methods", "MethodComparison", "measured_runs", "runs_figure", "runs_table"],
     "widgets.editor": ["Editor"],
+    "widgets.localize": ["Localize"],
     "widgets.dock": ["dock", "undock", "panel", "Dock"],
     "localization": ["localize", "localize_many", "Localization", "LocalizationSet"],
     "model.lm": ["current_model", "live_models"],
@@ -55,14 +56,20 @@ def _jupyter_labextension_paths():
     return [{"src": "labextension", "dest": "ffn-widgets"}]
 
 
+_SUBMODULES = ("lessons",)  # whole modules, imported on first use: fw.lessons.check(...)
+
+
 def __getattr__(name):
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ffn_widgets' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
-__all__ = ["load_model", "LM", "Run", "Intervention", "Edit", "InputError", "ModelNotFoundError", "DEFAULT_MODEL", *_LAZY]
+__all__ = ["load_model", "LM", "Run", "Intervention", "Edit", "InputError", "ModelNotFoundError", "DEFAULT_MODEL", *_LAZY,
+           *_SUBMODULES]

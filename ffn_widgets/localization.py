@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .analysis.knowledge import attribution
+from .analysis.knowledge import KnowledgeNeurons, attribution, from_scores
 from .analysis.lens import logit_lens
 from .analysis.values import value_logits
 from .editing.metrics import fact_scores
-from .editing.rome import rome_edit
+from .editing.rome import rome_steps
 from .facts import target as as_target
 from .model import LM, InputError
 from .tracing.results import causal_trace
@@ -58,6 +58,8 @@ class Localization:
     target: str
     measures: dict[str, np.ndarray]
     edit_layers: list[int] = field(default_factory=list)
+    knowledge: KnowledgeNeurons | None = field(default=None, repr=False)  # the attribution behind kn_mass
+    traces: dict = field(default_factory=dict, repr=False)  # "trace_mlp" / "trace_mlp_window" -> TraceResult
 
     @property
     def n_layers(self) -> int:
@@ -95,13 +97,12 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
                    steps: int = 20, seed: int = 0, corpus=None, tokens: int | None = None,
                    edit_kwargs: dict | None = None) -> Iterator[dict]:
     """:func:`localize` as a stream for views: ``{"stage", "message", "fraction", "result"}`` after each
-    part (the partial :class:`Localization` so far); the last event's result is complete."""
-    fact = _checked(lm, fact)
+    part (the partial :class:`Localization` so far, ``"updated"``: whether its numbers changed; the edits also
+    report their own steps); the last event's result is complete. Closing it between events leaves the weights
+    as they were (an edit is written only at its end, and undone before the next event)."""
+    fact, layers = checked_request(lm, fact, edit_layers)
     L, prompt, subject = lm.n_layers, fact["prompt"], fact["subject"]
     tgt = as_target(fact["target_true"])
-    layers = list(range(L)) if edit_layers is None else sorted({lm.check_layer(int(x)) for x in edit_layers})
-    if layers and not fact.get("target_new"):
-        raise InputError("Edit success needs a counterfactual object: give target_new, or edit_layers=[].")
     nan = np.full(L, np.nan)
     loc = Localization(fact, tgt, {k: nan.copy() for k in MEASURES}, layers)
     total = 4 + len(layers)
@@ -111,8 +112,10 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
         trace = causal_trace(lm, prompt, subject, tgt, kind="mlp", window=window, samples=samples, seed=seed,
                              check_target=False, progress=False)
         loc.measures[key] = trace.indirect[:, last_subject].numpy().astype(float)
+        loc.traces[key] = trace
         yield _event(loc, "trace", f"Causal trace, MLP (window {window})", n / total)
     scores = attribution(lm, prompt, tgt, steps=steps)
+    loc.knowledge = from_scores([prompt], tgt, lm.target_ids(tgt)[0], scores[None], steps)
     positive = scores.clamp(min=0).sum(1).double()
     loc.measures["kn_mass"] = (positive / positive.sum().clamp_min(1e-30)).numpy()
     yield _event(loc, "knowledge", "Knowledge-neuron attribution", 3 / total)
@@ -124,9 +127,20 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
         kw.update({k: v for k, v in (("corpus", corpus), ("tokens", tokens)) if v is not None})
         before = fact_scores(lm, fact)
         for n, layer in enumerate(layers, start=1):
-            for row in edit_success(lm, fact, layer, before, kw).items():
-                loc.measures[row[0]][layer] = row[1]
-            yield _event(loc, "edit", f"ROME at layer {layer} ({n} of {len(layers)})", (4 + n) / total)
+            head = f"ROME at layer {layer} ({n} of {len(layers)})"
+            steps_of = edit_success_steps(lm, fact, layer, before, kw)
+            while True:
+                try:
+                    step = next(steps_of)
+                except StopIteration as done:
+                    scores_at = done.value
+                    break
+                f = step.get("fraction") or 0.0  # the key statistics (cached after the first), then the optimisation
+                within = {"statistics": 0.3 * f, "optimise": 0.3 + 0.7 * f}.get(step.get("stage"), 0.0)
+                yield _event(loc, "edit", f"{head}: {step.get('message', '')}", (3 + n + within) / total, False)
+            for name, value in scores_at.items():
+                loc.measures[name][layer] = value
+            yield _event(loc, "edit", head, (4 + n) / total)
 
 
 def localize(lm: LM, fact: dict | None = None, *, prompt: str | None = None, subject: str | None = None,
@@ -245,14 +259,39 @@ def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.n
 
 def edit_success(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict) -> dict[str, float]:
     """ROME's scores and the rewrite score of an edit at ``layer``, undone at once (weights untouched)."""
+    steps = edit_success_steps(lm, fact, layer, before, edit_kwargs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def edit_success_steps(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict):
+    """:func:`edit_success` as the edit's steps (:func:`~ffn_widgets.editing.rome.rome_steps`), returning the
+    scores. Every step comes before the edit is written, so closing it early writes nothing."""
     with lm.edits.temporary():
-        rome_edit(lm, fact["prompt"], fact["subject"], as_target(fact["target_new"]), layer, **edit_kwargs)
+        yield from rome_steps(lm, fact["prompt"], fact["subject"], as_target(fact["target_new"]), layer,
+                              **edit_kwargs)
         after = fact_scores(lm, fact, before=before)
     p0, p1 = before["prompt"]["p_new"], after["prompt"]["p_new"]
     nan = float("nan")
     return {"edit_efficacy": after["efficacy"], "edit_paraphrase": nan if after["paraphrase"] is None else after["paraphrase"],
             "edit_neighbourhood": nan if after["neighbourhood"] is None else after["neighbourhood"],
             "edit_rewrite": (p1 - p0) / max(1e-12, 1 - p0)}
+
+
+def checked_request(lm: LM, fact, edit_layers: Sequence[int] | None = None) -> tuple[dict, list[int]]:
+    """The fact and the edit layers, checked before anything runs (clear errors, nothing computed)."""
+    fact = _checked(lm, fact)
+    try:
+        wanted = range(lm.n_layers) if edit_layers is None else [int(x) for x in edit_layers]
+    except (TypeError, ValueError):
+        raise InputError(f"edit_layers must be whole layer numbers, got {edit_layers!r}.") from None
+    layers = sorted({lm.check_layer(x) for x in wanted})
+    if layers and not fact.get("target_new"):
+        raise InputError("Edit success needs a counterfactual object: give target_new, or edit_layers=[].")
+    return fact, layers
 
 
 def _checked(lm: LM, fact) -> dict:
@@ -267,5 +306,5 @@ def _checked(lm: LM, fact) -> dict:
     return dict(fact)
 
 
-def _event(loc: Localization, stage: str, message: str, fraction: float) -> dict:
-    return {"stage": stage, "message": message, "fraction": fraction, "result": loc}
+def _event(loc: Localization, stage: str, message: str, fraction: float, updated: bool = True) -> dict:
+    return {"stage": stage, "message": message, "fraction": fraction, "result": loc, "updated": updated}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..model import LM, InputError, Intervention, hooked, kv, start_at
+from ..model.recent import remember
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 
@@ -181,15 +182,25 @@ def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Seque
     prompts = [prompt, *paraphrases]
     target_id = lm.target_ids(target)[0]
     scores = torch.stack([attribution(lm, p, target_id, steps, layers) for p in prompts])
+    base = [float(torch.softmax(lm.logits(p)[-1], -1)[target_id]) for p in prompts]
+    kn = from_scores(prompts, lm.token_strings([target_id])[0] if isinstance(target, int) else target, target_id,
+                     scores, steps, threshold, share, base)
+    remember(lm, "knowledge", kn)  # neuron cards on this prompt show each neuron's score
+    return kn
+
+
+def from_scores(prompts: list[str], target: str, target_id: int, scores: torch.Tensor, steps: int,
+                threshold: float = 0.2, share: float = 0.5, base_probs=()) -> KnowledgeNeurons:
+    """The refinement of :func:`knowledge_neurons` applied to attributions ``[n_prompts, n_layers, d_mlp]``
+    already computed (the localisation screen's, say)."""
     maxima = scores.flatten(1).max(1).values.clamp_min(0)[:, None, None]
     counts = (scores > threshold * maxima).sum(0)
     needed = max(1, math.ceil(share * len(prompts) - 1e-9))
     kept = (counts >= needed).nonzero().tolist()
     mean = scores.mean(0)
     neurons = sorted(((l, i, float(mean[l, i])) for l, i in kept), key=lambda t: -t[2])
-    base = [float(torch.softmax(lm.logits(p)[-1], -1)[target_id]) for p in prompts]
-    return KnowledgeNeurons(prompts, lm.token_strings([target_id])[0] if isinstance(target, int) else target,
-                            target_id, scores, neurons, threshold, share, steps, base)
+    return KnowledgeNeurons(list(prompts), target, target_id, scores, neurons, threshold, share, steps,
+                            list(base_probs))
 
 
 # ---- the suppress / amplify experiment -------------------------------------------------------

@@ -8,6 +8,10 @@
 - Value side: the value vector's top promoted / suppressed tokens (:func:`ffn_widgets.value_tokens`).
 - Agreement: which triggers were followed in the corpus by one of the value's top tokens.
 - Prompt: the neuron's activation at each token and its contribution ``m_i·(W_U g v_i)[t]/σ`` to the target.
+- Joined, when known (:mod:`.neuron_joins`): its knowledge-neuron score for the fact (``knowledge=``, or the newest
+  :func:`~ffn_widgets.knowledge_neurons` of this prompt the kernel computed on these weights), its share of the
+  MLP's indirect effect in a causal trace (``trace=``, or the newest trace of this prompt), and what the edits
+  in ``lm.edits`` did to its value vector.
 """
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ class NeuronCardData:
     contributions: np.ndarray | None = None  # [pos] to the target
     target: str | None = None
     target_id: int | None = None
+    knowledge: dict | None = None  # neuron_joins.knowledge_score (+ "source": "given" or "kernel")
+    trace: dict | None = None  # neuron_joins.trace_share (+ "source")
+    edit: dict | None = None  # neuron_joins.edit_effect
 
     @property
     def agreement(self) -> str:
@@ -90,9 +97,11 @@ class NeuronCardData:
 
 def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = None, prompt: str | None = None,
                 target: str | int | None = None, k: int = 10, n_triggers: int | None = None,
-                run=None) -> NeuronCardData:
+                run=None, knowledge=None, trace=None, join: bool = True) -> NeuronCardData:
     """The card's contents for one neuron. ``target`` defaults to the model's own next-token prediction;
-    ``run`` (an ``lm.run`` of ``prompt``) can be passed to reuse a forward pass."""
+    ``run`` (an ``lm.run`` of ``prompt``) can be passed to reuse a forward pass. ``knowledge`` (a
+    :class:`~ffn_widgets.KnowledgeNeurons`) and ``trace`` (a trace or trace set) are joined; without them the
+    kernel's newest ones for this prompt are (``join=False``: none, and no edit check)."""
     lm.check_unit((layer, neuron))
     card = NeuronCardData(layer, neuron, value_tokens(lm, layer, neuron, k=k))
     if index is not None:
@@ -113,7 +122,31 @@ def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = No
         card.target_id, card.target = lm.resolve_target(target, run.logits[-1])
         card.contributions = np.array([float(contributions(lm, run, layer, p, card.target_id)[neuron])
                                        for p in range(run.n_tokens)], dtype=np.float32)
+    if join:
+        _join(lm, card, knowledge, trace, k)
     return card
+
+
+def _join(lm: LM, card: NeuronCardData, knowledge, trace, k: int) -> None:
+    """Given results must fit (their errors raise); ones recalled from the kernel are joined if they do."""
+    from ..model.recent import recall
+    from .neuron_joins import edit_effect, knowledge_score, one_trace, trace_share
+
+    unit = (card.layer, card.neuron)
+    for name, given, kind, compute in (("knowledge", knowledge, "knowledge", knowledge_score),
+                                       ("trace", trace, "trace", trace_share)):
+        source = "given"
+        if given is None and card.prompt is not None:
+            given = recall(lm, kind, lambda r: (r if kind == "knowledge" else one_trace(r)).prompt == card.prompt)
+            source = "kernel"
+        if given is None:
+            continue
+        try:
+            setattr(card, name, {**compute(lm, *unit, given), "source": source})
+        except InputError:
+            if source == "given":
+                raise
+    card.edit = edit_effect(lm, *unit, k=k)
 
 
 __all__ = ["NeuronCardData", "neuron_card"]

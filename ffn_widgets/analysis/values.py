@@ -54,10 +54,16 @@ def value_logits(lm: LM, layer: int, neurons=None) -> torch.Tensor:
     values = lm.values(layer)
     if neurons is not None:
         values = values[torch.as_tensor(neurons, dtype=torch.long, device=values.device)]
+    return vector_logits(lm, values)
+
+
+def vector_logits(lm: LM, vectors: torch.Tensor) -> torch.Tensor:
+    """``[n, vocab]`` logits per unit of any ``[n, d_model]`` vectors written into the residual stream, read as
+    value vectors are (a value as loaded, before an edit, say)."""
     W_U = lm.W_U
     gain, _, _ = lm.norm_scale(torch.ones(1, lm.d_model, device=W_U.device))
     with torch.no_grad():
-        return (values.to(W_U.device).float() * gain) @ W_U.float().T
+        return (vectors.to(W_U.device).float() * gain) @ W_U.float().T
 
 
 def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:

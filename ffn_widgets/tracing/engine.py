@@ -57,6 +57,7 @@ class TraceSetup:
     corrupted_prompt: str | None = None
     sigma: float | None = None
     runs: dict | None = None  # base_runs(...) of these inputs, if already computed
+    seed: int | None = None  # the noise draws' seed (None: no noise)
     samples: int = field(init=False)
 
     def __post_init__(self):

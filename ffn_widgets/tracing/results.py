@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import LM
+from ..model.recent import remember
 from .engine import TraceEngine, TraceSetup
 from .setup import check_kinds, check_window, prepare_patch, prepare_trace
 
@@ -48,6 +49,7 @@ class TraceResult:
     p_corrupted_samples: torch.Tensor  # [samples]
     corrupted_prompt: str | None = None
     sigma: float | None = None
+    seed: int | None = None  # of the noise draws: the corruption can be drawn again (a neuron's trace share)
 
     @property
     def scores(self) -> torch.Tensor:
@@ -222,7 +224,7 @@ class TraceStream:
         e, s = self.engine, self.setup
         e.prepare()
         return TraceSet({k: TraceResult(k, self.window, s.prompt, s.tokens, s.subject, s.target, s.target_id,
-                                        self.probs[k], e.p_clean, e.p_corrupt, s.corrupted_prompt, s.sigma)
+                                        self.probs[k], e.p_clean, e.p_corrupt, s.corrupted_prompt, s.sigma, s.seed)
                          for k in self.kinds})
 
 
@@ -235,6 +237,7 @@ def causal_trace(lm: LM, prompt: str, subject: str, target=None, kind: str | Seq
     kinds = check_kinds(kind)
     setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
     out = TraceStream(lm, setup, kinds, window, progress=progress).run()
+    remember(lm, "trace", out)
     return out[kind] if isinstance(kind, str) and kind != "all" else out
 
 
@@ -246,4 +249,5 @@ def patch_trace(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
     kinds = check_kinds(kind)
     setup = prepare_patch(lm, clean_prompt, corrupted_prompt, target, check_target)
     out = TraceStream(lm, setup, kinds, window, progress=progress).run()
+    remember(lm, "trace", out)
     return out[kind] if isinstance(kind, str) and kind != "all" else out

@@ -61,7 +61,7 @@ def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int =
     runs = base_runs(lm, ids, corrupt_ids, draws, noised)
     tid, text = checked_target(lm, runs, target, check_target)
     return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, corrupt_ids, draws, noised, start,
-                      (start, stop), None, sigma, runs=runs)
+                      (start, stop), None, sigma, runs=runs, seed=int(seed))
 
 
 def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,

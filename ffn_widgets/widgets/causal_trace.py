@@ -27,6 +27,7 @@ from ipywidgets import DOMWidget, widget_serialization
 
 from ..analysis.neurons import top_neurons
 from ..model import LM, InputError
+from ..model.recent import remember
 from ..tracing.results import TraceSet, TraceStream
 from ..tracing.setup import prepare_patch, prepare_trace
 from .base import ViewWidget, describe, handles
@@ -88,6 +89,8 @@ class CausalTrace(ViewWidget):
             step = next(self._steps)
         except StopIteration:
             self._status = "cancelled" if self.stream.engine.cancelled else "done"
+            if self._status == "done":  # neuron cards on this prompt join it (their trace share)
+                remember(self.lm, "trace", self.stream.result())
             self.progress = {}
             self._publish()
             return False

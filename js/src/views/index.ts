@@ -11,6 +11,7 @@ import { render as dock } from "./dock";
 import { render as editor } from "./editor";
 import { render as explorer } from "./explorer";
 import { render as lens } from "./lens";
+import { render as localize } from "./localize";
 import { render as neuronCard } from "./neuron_card";
 import { render as neurons } from "./neurons";
 import { render as sliders } from "./sliders";
@@ -23,6 +24,7 @@ export const views: Record<string, View> = {
   explorer,
   heatmap: activations,
   lens,
+  localize,
   neuron_card: neuronCard,
   neurons,
   sliders,

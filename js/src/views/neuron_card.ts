@@ -1,11 +1,13 @@
 // NeuronCard: one neuron as a key-value memory. Key side: corpus trigger prefixes (trigger token
 // highlighted, the token that actually followed shown after an arrow) and the activation histogram (log
 // count, this prompt's activations marked). Value side: promoted / suppressed tokens. Then whether the two
-// agree, and the neuron on the current prompt. All corpus and model text goes in through textContent.
+// agree, what else the kernel knows about it and a slider that scales it (neuron_card_joins.ts), and the neuron on
+// the current prompt. All corpus and model text goes in through textContent.
 import {
   clear, css, decodeFloat, decodeInt, diverging, formatNumber, h, injectStyle, onThemeChange, readTheme, RenderProps, send,
   setText, showToken,
 } from "../core";
+import { cardJoins, JOINS_CSS } from "./neuron_card_joins";
 
 const CSS = `
 .fw-card-grid { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 10px; }
@@ -30,6 +32,8 @@ const CSS = `
 
 export function render({ model, el }: RenderProps) {
   injectStyle("ffn-widgets-card-style", CSS);
+  injectStyle("ffn-widgets-card-joins-style", JOINS_CSS);
+  const joins = cardJoins(model);
   const title = h("span", { class: "fw-title" });
   const info = h("span", { class: "fw-muted fw-card-info" });
   const layerBox = h("input", { attrs: { type: "number", min: "0", "aria-label": "layer" } });
@@ -56,7 +60,7 @@ export function render({ model, el }: RenderProps) {
   ]);
   el.append(h("div", { class: "fw-panel fw-neuron-card" }, [
     h("div", { class: "fw-panel-head" }, [title, nav]), info,
-    h("div", { class: "fw-card-grid" }, [keySide, valueSide]), promptBox,
+    h("div", { class: "fw-card-grid" }, [keySide, valueSide]), joins.el, promptBox,
   ]));
 
   const request = () => {
@@ -154,12 +158,15 @@ export function render({ model, el }: RenderProps) {
     valueRows(suppressed, card.value.bottom, "--fw-neg");
     setText(agreement, card.agreement);
     drawPrompt(card);
+    joins.draw(card);
   };
   model.on("change:card", draw);
+  model.on("change:scaled", joins.drawScaled);
   const stopTheme = onThemeChange(draw);
   draw();
   return () => {
     model.off("change:card", draw);
+    model.off("change:scaled", joins.drawScaled);
     stopTheme();
   };
 }
