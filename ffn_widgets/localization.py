@@ -13,6 +13,8 @@ Per layer (all at the prompt's last position unless said):
 - ``kn_mass``: the layer's share of the positive integrated-gradients attribution (knowledge neurons);
 - ``lens_gain``: the logit lens's log10 rank of the target before the MLP minus after it (> 0: the MLP
   promotes the target);
+- ``value_push``: what the layer's MLP output (Σ m_i v_i) adds to the target's logit directly, through the final
+  norm (frozen at the last state) and the unembedding — the values' joint vote for the target;
 - ``value_agreement``: of the layer's 10 strongest neurons (|m_i|), the fraction whose value vector, signed by
   m_i, ranks the target among its 10 top tokens (Geva's agreement);
 - ``edit_efficacy``, ``edit_paraphrase``, ``edit_neighbourhood`` (ROME's ES, PS, NS) and ``edit_rewrite``
@@ -29,6 +31,7 @@ import torch
 
 from .analysis.knowledge import KnowledgeNeurons, attribution, from_scores
 from .analysis.lens import logit_lens
+from .analysis.neurons import layer_contributions
 from .analysis.values import value_logits
 from .editing.metrics import fact_scores
 from .editing.rome import rome_steps
@@ -41,6 +44,7 @@ MEASURES = {
     "trace_mlp_window": "causal trace: MLP indirect effect (window of 10)",
     "kn_mass": "knowledge neurons: share of attribution",
     "lens_gain": "logit lens: target rank gained across the MLP (log10)",
+    "value_push": "values: the MLP's direct push on the target logit",
     "value_agreement": "values: top neurons promoting the target",
     "edit_efficacy": "ROME at this layer: efficacy",
     "edit_paraphrase": "ROME at this layer: paraphrase",
@@ -119,7 +123,8 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
     positive = scores.clamp(min=0).sum(1).double()
     loc.measures["kn_mass"] = (positive / positive.sum().clamp_min(1e-30)).numpy()
     yield _event(loc, "knowledge", "Knowledge-neuron attribution", 3 / total)
-    loc.measures["lens_gain"], loc.measures["value_agreement"] = lens_and_values(lm, prompt, tgt)
+    loc.measures["lens_gain"], loc.measures["value_push"], loc.measures["value_agreement"] = \
+        lens_and_values(lm, prompt, tgt)
     yield _event(loc, "lens", "Logit lens and value vectors", 4 / total)
 
     if layers:
@@ -241,9 +246,10 @@ def _r2(X: np.ndarray, y: np.ndarray) -> float:
     return float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")
 
 
-def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer at the last position: the lens's log10 rank of ``target`` before the MLP minus after it,
-    and the fraction of the ``k`` strongest neurons whose signed value ranks ``target`` in its top ``k``."""
+def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer at the last position: the lens's log10 rank of ``target`` before the MLP minus after it, the
+    MLP's direct contribution to the target logit, and the fraction of the ``k`` strongest neurons whose signed
+    value ranks ``target`` in its top ``k`` (on small models often 0: single values rarely name the object)."""
     run = lm.run(prompt, capture=("neurons", "mlp_out", "resid_post"))
     tid = lm.target_ids(target)[0]
     lens = logit_lens(lm, run, target=tid)
@@ -254,7 +260,8 @@ def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.n
         idx = acts.abs().topk(min(k, lm.d_mlp)).indices
         signed = value_logits(lm, layer, idx).cpu() * acts[idx].sign()[:, None]
         agreement[layer] = float((signed.topk(k, dim=-1).indices == tid).any(-1).double().mean())
-    return gain, agreement
+    push = layer_contributions(lm, run, tid)[:, -1].double().numpy()
+    return gain, push, agreement
 
 
 def edit_success(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict) -> dict[str, float]:

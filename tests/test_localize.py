@@ -54,6 +54,12 @@ def test_every_measure_equals_its_own_analysis(lm):
         top = acts.abs().topk(10).indices
         hits = [tid in ((acts[i].sign() * (lm.values(layer)[i] * gain)) @ W.T).topk(10).indices.tolist() for i in top]
         assert m["value_agreement"][layer] == pytest.approx(sum(hits) / 10)
+        # the MLP's direct push: its output through the final norm frozen at the last state, then W_U[target]
+        final = run.resid_post[-1, -1]
+        g, inv_sigma, centres = lm.norm_scale(final)
+        out = run.mlp_out[layer, -1]
+        out = out - out.mean() if centres else out
+        assert m["value_push"][layer] == pytest.approx(float((out * g * inv_sigma) @ W[tid]), rel=1e-4, abs=1e-6)
     # the edit: the same scores as an edit made by hand, and the weights left as they were
     assert np.isnan(m["edit_efficacy"][0]) and loc.edit_layers == [1]
     before = fact_scores(lm, FACT)

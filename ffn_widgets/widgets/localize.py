@@ -30,7 +30,7 @@ FIELDS = ("prompt", "subject", "target", "target_new")
 UNIT_MEASURES = (*EDIT_MEASURES, "value_agreement")  # fractions: their bars are drawn on 0..1, not to the row's peak
 SHORT = {"trace_mlp": "trace: MLP, 1 layer", "trace_mlp_window": "trace: MLP, window 10",
          "kn_mass": "knowledge neurons: share", "lens_gain": "lens: rank gain (log10)",
-         "value_agreement": "values: promote target", "edit_efficacy": "efficacy", "edit_paraphrase": "paraphrase",
+         "value_push": "values: push on target", "value_agreement": "values: promote target", "edit_efficacy": "efficacy", "edit_paraphrase": "paraphrase",
          "edit_neighbourhood": "neighbourhood", "edit_rewrite": "rewrite score"}  # row labels; the full one on hover
 
 
