@@ -43,7 +43,7 @@ def test_every_measure_equals_its_own_analysis(lm):
     # lens and values from the weights, by hand: final norm gain, W_U, ranks by counting
     run = lm.run(FACT["prompt"])
     tid = lm.target_ids(" Paris")[0]
-    W, gain = lm.W_U.float(), lm.norm_scale(torch.ones(1, lm.d_model))[0]
+    W, gain = lm.W_U.detach().float(), lm.norm_scale(torch.ones(1, lm.d_model))[0]
     for layer in range(lm.n_layers):
         ranks = []
         for resid in (run.resid_post[layer, -1] - run.mlp_out[layer, -1], run.resid_post[layer, -1]):
