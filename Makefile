@@ -41,6 +41,9 @@ browser:
 lab: setup
 	@mkdir -p $(WORKSPACE)
 	@for nb in notebooks/*.ipynb; do test -e "$(WORKSPACE)/$${nb##*/}" || cp "$$nb" "$(WORKSPACE)/"; done
+	@mkdir -p $(WORKSPACE)/lessons/solutions
+	@for nb in notebooks/lessons/*.ipynb notebooks/lessons/solutions/*.ipynb; do \
+		dest="$(WORKSPACE)/$${nb#notebooks/}"; test -e "$$dest" || cp "$$nb" "$$dest"; done
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(WORKSPACE)" $(ARGS) "$(WORKSPACE)/00_tour.ipynb"
 
 test: setup browser
