@@ -254,7 +254,8 @@ def test_the_lens_by_vocabulary_slices_equals_softmax_of_the_unembedding(tiny_lm
 
 def test_an_offloaded_head_is_read_through_the_model_with_the_same_numbers(tiny_lm):
     """A head whose weights accelerate keeps elsewhere goes through lm.unembed a chunk of rows at a time,
-    reduced in the same slices: the same bits as the sliced head."""
+    reduced in the same slices: the sliced head's numbers (to float rounding: matrix kernels add in another
+    order for another row count or thread count), the same integers."""
     run = tiny_lm.run(PROMPT)
     paris = tiny_lm.target_ids(" Paris")[0]
     for resid in (run.resid_post, run.resid_mid):
@@ -262,4 +263,7 @@ def test_an_offloaded_head_is_read_through_the_model_with_the_same_numbers(tiny_
         _, sliced = drain(lens_module._by_vocab(tiny_lm, tiny_lm.unembed_module, flat, paris, 2))
         _, rows = drain(lens_module._by_rows(tiny_lm, flat, paris, 2, chunk_rows=7))
         for a, b in zip(sliced, rows):
-            assert torch.equal(a, b)
+            if a.is_floating_point():
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+            else:
+                assert torch.equal(a, b)
