@@ -37,6 +37,7 @@ from .editing.metrics import fact_scores
 from .editing.rome import rome_steps
 from .facts import target as as_target
 from .model import LM, InputError
+from .model.long_runs import progress_bar, run_steps
 from .tracing.results import causal_trace
 
 MEASURES = {
@@ -224,7 +225,6 @@ def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
     facts = list(facts or [])
     if not facts:
         raise InputError("No facts given: pass dicts like fw.load_facts()[:5].")
-    from .model.long_runs import progress_bar
 
     bar = progress_bar(progress, len(facts), "localising")
     out = []
@@ -267,11 +267,7 @@ def lens_and_values(lm: LM, prompt: str, target: str, k: int = 10) -> tuple[np.n
 def edit_success(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict) -> dict[str, float]:
     """ROME's scores and the rewrite score of an edit at ``layer``, undone at once (weights untouched)."""
     steps = edit_success_steps(lm, fact, layer, before, edit_kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(steps)
 
 
 def edit_success_steps(lm: LM, fact: dict, layer: int, before: dict, edit_kwargs: dict):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import LM, Run
+from ..model.long_runs import run_steps
 
 
 @dataclass
@@ -107,11 +108,7 @@ def lens_grid(lm: LM, run: Run, stage: str, target_id: int | None = None, k: int
     """One stage of the lens (``post`` or ``mid``) of a computed run: each stage costs a vocabulary-sized
     product per layer × token, so a view that shows one stage computes only that one."""
     steps = lens_grid_steps(lm, run, stage, target_id, k)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(steps)
 
 
 def lens_grid_steps(lm: LM, run: Run, stage: str, target_id: int | None = None,

@@ -30,6 +30,7 @@ import torch
 from ..facts import load_facts, target
 from ..model import LM, InputError
 from ..model.hooks import hooked
+from ..model.long_runs import run_steps
 from .log import LogEntry, LoggedEdit, WeightDelta
 from .rome import RomeSettings, ValueOptimiser, check_float32, context_prefixes, default_layer, subject_keys
 from .stats import DEFAULT_TOKENS, KeyMoments
@@ -95,20 +96,12 @@ def mom2_weight(lm: LM, settings: MemitSettings) -> float:
 
 def memit_edit(lm: LM, requests, layers=None, **kwargs) -> BatchEdit:
     """Write every fact of ``requests`` (dicts with prompt, subject, target_new; or a facts file) at once."""
-    return _drive(batch_steps(lm, requests, layers, method="memit", **kwargs))
+    return run_steps(batch_steps(lm, requests, layers, method="memit", **kwargs))
 
 
 def alphaedit_edit(lm: LM, requests, layers=None, **kwargs) -> BatchEdit:
     """MEMIT's update projected onto the null space of the preserved keys (see the module docstring)."""
-    return _drive(batch_steps(lm, requests, layers, method="alphaedit", **kwargs))
-
-
-def _drive(steps):
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(batch_steps(lm, requests, layers, method="alphaedit", **kwargs))
 
 
 def batch_steps(lm: LM, requests, layers=None, *, method: str = "memit", seed: int = 0, corpus=None,

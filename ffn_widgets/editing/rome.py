@@ -31,6 +31,7 @@ import torch
 
 from ..model import LM, InputError, kv
 from ..model.hooks import hooked, start_at
+from ..model.long_runs import run_steps
 from .log import LogEntry, LoggedEdit, WeightDelta
 from .stats import DEFAULT_TOKENS, KeyMoments
 from .tokens import generate_prefixes, pad_batch
@@ -131,11 +132,7 @@ def rome_edit(lm: LM, prompt: str, subject: str, target: str, layer: int | None 
     steps = rome_steps(lm, prompt, subject, target, layer, method=method, seed=seed, prefixes=prefixes,
                        corpus=corpus, tokens=tokens, settings=settings, reuse_states=reuse_states, apply=apply,
                        progress=progress)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(steps)
 
 
 def default_layer(lm: LM) -> int:

@@ -31,6 +31,15 @@ def deferred_interrupt():
         raise KeyboardInterrupt
 
 
+def run_steps(steps):
+    """Run a step generator (the streamed form of an analysis or edit) to its end; return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def progress_bar(progress, total: int, desc: str, initial: int = 0, unit: str = "it"):
     """A tqdm bar (notebook-aware) when ``progress`` is true, else None."""
     if not progress:
