@@ -240,9 +240,13 @@ def test_the_lens_by_vocabulary_slices_equals_softmax_of_the_unembedding(tiny_lm
     run = lm.run(PROMPT)
     paris = lm.target_ids(" Paris")[0]
     flat = run.resid_mid.reshape(-1, lm.d_model)
-    steps = lens_module._by_vocab(lm, lm.unembed_module, flat, paris, 3, size=1000)  # the target's slice first
+    steps = lens_module._by_vocab(lm, lm.unembed_module, flat, paris, 3, size=1000, steps=50)  # target's slice first
     fractions, (probs, ranks, ids, top_probs) = drain(steps)
     assert len(fractions) == 50 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    fewer, grouped = drain(lens_module._by_vocab(lm, lm.unembed_module, flat, paris, 3, size=1000, steps=12))
+    assert len(fewer) == 10 and fewer[-1] == 1.0  # 50 slices folded 5 at a time
+    for a, b in zip((probs, ranks, ids, top_probs), grouped):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)  # log-sum-exp folded in another order
     logits = lm.unembed(flat)  # the model's own final norm and head (and soft-capping), all at once
     p = torch.softmax(logits, -1)
     np.testing.assert_allclose(probs.numpy(), p[:, paris].numpy(), rtol=1e-4, atol=1e-9)
