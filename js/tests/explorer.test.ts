@@ -257,6 +257,21 @@ describe("explorer view", () => {
     expect(el.querySelector(".fw-neuron-table tbody tr")!.textContent).toContain("␣Paris");
   });
 
+  it("waiting states leave the CPU to the kernel: looping animations move by transform, in steps", () => {
+    const first = { ...(state().data as any), pending: ["top", "lens"] };
+    delete first.lens;
+    const { el } = mount({ data: first, progress: { message: "Logit lens", fraction: null } });
+    expect(el.querySelector(".fw-lens-panel .fw-waiting")!.querySelector(".fw-indeterminate")).not.toBeNull();
+    const css = [...document.querySelectorAll("style")].map((s) => s.textContent ?? "").join("\n");
+    const looping = [...css.matchAll(/animation:\s*([\w-]+)[^;}]*infinite[^;}]*/g)];
+    expect(looping.length).toBeGreaterThan(0);
+    for (const [decl, name] of looping) {
+      expect(decl).toMatch(/steps\(\d+\)/); // a few repaints a second, not one per frame
+      const frames = css.match(new RegExp(`@keyframes ${name} \\{(.*?\\})\\s*\\}`, "s"))![1];
+      expect([...frames.matchAll(/([\w-]+)\s*:/g)].map((m) => m[1])).toEqual(["transform", "transform"]); // no layout
+    }
+  });
+
   it("a part that failed is not shown as coming", () => {
     const first = { ...(state().data as any), pending: [] };
     delete first.lens;

@@ -20,10 +20,7 @@ const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contri
 const WAITING_CSS = `
 .fw-waiting { display: inline-flex; align-items: center; gap: 6px; font-size: 11px; color: var(--jp-ui-font-color2, #777); }
 .fw-waiting .fw-progress-track { width: 48px; height: 3px; }
-.fw-panel[data-pending="true"] .fw-heatmap-canvas { opacity: 0.6; background-size: 200% 100%;
-  background-image: linear-gradient(90deg, transparent 30%, var(--jp-layout-color2, #eee) 50%, transparent 70%);
-  animation: fw-shimmer 1.4s infinite linear; }
-@keyframes fw-shimmer { from { background-position: 100% 0; } to { background-position: -100% 0; } }
+.fw-panel[data-pending="true"] .fw-heatmap-canvas { opacity: 0.6; }
 `;
 
 /** A light "still coming" note: a thin sliding bar and a few words, hidden until shown. */
