@@ -271,3 +271,19 @@ def test_an_offloaded_head_is_read_through_the_model_with_the_same_numbers(tiny_
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
             else:
                 assert torch.equal(a, b)
+
+
+def test_stream_progress_waits_half_a_second_then_comes_five_times_a_second(tiny_lm, monkeypatch):
+    """A stream that ends within half a second sends no progress of its own (the panels say what is coming);
+    a longer one shows its step, at most every 0.2 s: each message costs the browser a repaint."""
+    ex = fw.Explorer(tiny_lm, PROMPT, k=3)
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(views_module.time, "time", lambda: clock["now"])
+    ex.progress = {"message": "Neuron tables and logit lens", "fraction": None, "started": 1000.0}
+    shown = []
+    for now, fraction in ((1000.1, 0.1), (1000.45, 0.2), (1000.55, 0.3), (1000.65, 0.4), (1000.76, 0.5), (1000.9, 0.6)):
+        clock["now"] = now
+        ex._streamed({"message": "Logit lens (after each block)", "fraction": fraction})
+        shown.append(ex.progress.get("fraction"))
+    assert shown == [None, None, 0.3, 0.3, 0.5, 0.5]
+    assert ex.progress["started"] == 1000.0 and ex.progress["message"] == "Logit lens (after each block)"

@@ -141,12 +141,11 @@ def _slice(rows: int, width: int, vocab: int) -> int:
 
 class _Scan:
     """Reductions of ``[rows, vocab]`` logits seen a vocabulary slice at a time, so no ``[rows, vocab]``
-    softmax is ever written: top-k, log-sum-exp (``p = exp(logit - lse)``) and the target's rank (tokens
-    with a larger logit: exact, where rounded probabilities can tie). Each slice adds a few small results,
-    merged every ``every`` slices (about ``steps`` times in all, the same for any row count, so every way
-    through the slices adds in the same order) into a running state."""
+    softmax is ever written: a running top-k, log-sum-exp (``p = exp(logit - lse)``) and the target's rank
+    (tokens with a larger logit: exact, where rounded probabilities can tie). A slice is sorted only for
+    the rows whose largest logit beats their k-th best so far, after the first few slices a handful."""
 
-    def __init__(self, vocab: int, size: int, k: int, target_id: int | None, steps: int = 12):
+    def __init__(self, n: int, vocab: int, size: int, k: int, target_id: int | None, device):
         self.size = size
         self.starts = list(range(0, vocab, self.size))
         if target_id is not None:  # the target's slice first: its logit is compared as computed there
@@ -154,45 +153,37 @@ class _Scan:
             self.starts.remove(first)
             self.starts.insert(0, first)
         self.k, self.target_id, self.vocab = k, target_id, vocab
-        self.every, self.added = -(-len(self.starts) // steps), 0
+        self.m = torch.full((n,), float("-inf"), device=device)
+        self.total = torch.zeros(n, device=device)
+        self.top_v = torch.full((n, k), float("-inf"), device=device)
+        self.top_i = torch.zeros((n, k), dtype=torch.long, device=device)
+        self.ranks = torch.zeros(n, dtype=torch.long, device=device)
         self.target = None
-        self.lse, self.top_v, self.top_i, self.ranks = [], [], [], []  # per slice, until folded
 
     def add(self, logits: torch.Tensor, start: int) -> None:
-        """Take in ``logits`` [rows, slice] of the vocabulary ids ``start ...``."""
+        """Fold in ``logits`` [rows, slice] of the vocabulary ids ``start ...``."""
         if self.target is None and self.target_id is not None:
             self.target = logits[:, self.target_id - start:self.target_id - start + 1].clone()
-        v, i = logits.topk(min(self.k, logits.shape[1]), dim=-1)
-        self.top_v.append(v)
-        self.top_i.append(i + start)
-        self.lse.append(torch.logsumexp(logits, -1))
         if self.target is not None:
-            self.ranks.append((logits > self.target).sum(-1))
-        self.added += 1
-        if self.folded:
-            self.fold()
-
-    @property
-    def folded(self) -> bool:
-        """Whether the slices added so far are merged (after every ``every``-th slice and the last)."""
-        return self.added % self.every == 0 or self.added == len(self.starts)
-
-    def fold(self) -> None:
-        """Merge what the slices so far added into one entry of each."""
-        self.top_v[:], pick = [], torch.cat(self.top_v, -1).topk(self.k, dim=-1)
-        self.top_v.append(pick.values)
-        self.top_i[:] = [torch.cat(self.top_i, -1).gather(-1, pick.indices)]
-        self.lse[:] = [torch.logsumexp(torch.stack(self.lse, -1), -1)]
-        if self.ranks:
-            self.ranks[:] = [torch.stack(self.ranks, -1).sum(-1)]
+            self.ranks += (logits > self.target).sum(-1, dtype=torch.int32)  # no int64 copy of the mask
+        top = logits.amax(-1)
+        rows = (top > self.top_v[:, -1]).nonzero()[:, 0]
+        if len(rows):
+            v, i = logits.index_select(0, rows).topk(min(self.k, logits.shape[1]), dim=-1)
+            best, pick = torch.cat([self.top_v[rows], v], -1).topk(self.k, dim=-1)
+            self.top_v[rows] = best
+            self.top_i[rows] = torch.cat([self.top_i[rows], i + start], -1).gather(-1, pick)
+        m = torch.maximum(self.m, top)
+        self.total = self.total * torch.exp(self.m - m) + (logits - m[:, None]).exp_().sum(-1)
+        self.m = m
 
     def result(self):
         """``(target probs | None, target ranks | None, top ids [rows, k], top probs [rows, k])`` on the CPU."""
-        (lse,), (top_v,), (top_i,) = self.lse, self.top_v, self.top_i
-        top_probs = torch.exp(top_v - lse[:, None]).cpu()
+        lse = self.m + torch.log(self.total)
+        top_probs = torch.exp(self.top_v - lse[:, None]).cpu()
         if self.target is None:
-            return None, None, top_i.cpu(), top_probs
-        return torch.exp(self.target[:, 0] - lse).cpu(), self.ranks[0].cpu(), top_i.cpu(), top_probs
+            return None, None, self.top_i.cpu(), top_probs
+        return torch.exp(self.target[:, 0] - lse).cpu(), self.ranks.cpu(), self.top_i.cpu(), top_probs
 
 
 def _by_vocab(lm: LM, head: torch.nn.Linear, flat: torch.Tensor, target_id: int | None, k: int,
@@ -205,7 +196,8 @@ def _by_vocab(lm: LM, head: torch.nn.Linear, flat: torch.Tensor, target_id: int 
     with torch.no_grad():
         x = norm(flat.to(next(norm.parameters(), head.weight).device, lm.dtype)).to(head.weight.device)
     vocab, width = head.weight.shape
-    scan = _Scan(vocab, size or _slice(x.shape[0], width, vocab), k, target_id, steps)
+    scan = _Scan(x.shape[0], vocab, size or _slice(x.shape[0], width, vocab), k, target_id, x.device)
+    every = -(-len(scan.starts) // steps)
     cap = getattr(lm.config, "final_logit_softcapping", None)  # as lm.unembed applies it
     for done, start in enumerate(scan.starts, 1):
         end = min(scan.vocab, start + scan.size)
@@ -213,7 +205,7 @@ def _by_vocab(lm: LM, head: torch.nn.Linear, flat: torch.Tensor, target_id: int 
             bias = None if head.bias is None else head.bias[start:end]
             logits = torch.nn.functional.linear(x, head.weight[start:end], bias).float()
         scan.add(torch.tanh(logits / cap) * cap if cap else logits, start)
-        if scan.folded:
+        if done % every == 0 or done == len(scan.starts):
             yield done / len(scan.starts)
     return scan.result()
 
@@ -225,7 +217,7 @@ def _by_rows(lm: LM, flat: torch.Tensor, target_id: int | None, k: int, chunk_ro
     for start in range(0, flat.shape[0], chunk_rows):
         logits = lm.unembed(flat[start:start + chunk_rows])  # [rows, vocab] float32
         vocab = logits.shape[1]
-        scan = _Scan(vocab, _slice(flat.shape[0], flat.shape[1], vocab), k, target_id)
+        scan = _Scan(logits.shape[0], vocab, _slice(flat.shape[0], flat.shape[1], vocab), k, target_id, logits.device)
         for s in scan.starts:
             scan.add(logits[:, s:s + scan.size], s)
         out.append(scan.result())

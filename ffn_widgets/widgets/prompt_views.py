@@ -206,12 +206,13 @@ class PromptView(ViewWidget):
         self._sent_values = set(pairs)
 
     def _streamed(self, info: dict) -> None:
-        """Progress of the stream, at most ten messages a second (steps can take a millisecond each)."""
+        """Progress of the stream once it has run half a second, then at most five messages a second: a
+        stream is mostly shorter, and each message costs the browser a repaint beside the computing kernel."""
         now = time.time()
-        if now - self._progress_sent < 0.1:
+        started = self.progress.get("started", now)
+        if now - started < 0.5 or now - self._progress_sent < 0.2:
             return
         self._progress_sent = now
-        started = self.progress.get("started", now)
         self.progress = {"message": info.get("message", ""), "fraction": info.get("fraction"), "started": started}
 
     def _stream_ended(self, status: str, value) -> None:

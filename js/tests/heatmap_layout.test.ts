@@ -70,6 +70,32 @@ describe("heatmap layout", () => {
     expect(drawnOn(calls, hm.canvas, "rotate").length).toBeGreaterThan(0);
     expect(parseFloat(hm.canvas.style.width)).toBeLessThanOrEqual(WIDTH);
   });
+  it("the same picture again is not repainted; a changed value, cell text, theme or selection is", () => {
+    const map = new Heatmap();
+    document.body.appendChild(map.el);
+    const data = (values: number[], text = "a") => ({
+      rows: 2, cols: 3, values: Float32Array.from(values), rowLabels: ["0", "1"], colLabels: ["x", "y", "z"],
+      scale: sequential(readTheme(map.el), 0, 5), cellText: () => text,
+    });
+    const paints = () => drawnOn(calls, map.canvas, "clearRect").length;
+    map.setData(data([0, 1, 2, 3, 4, NaN]));
+    expect(paints()).toBe(1);
+    map.setData(data([0, 1, 2, 3, 4, NaN])); // a streamed payload's next part: the same grid, decoded anew
+    map.select(null);
+    expect(paints()).toBe(1);
+    map.setData(data([0, 1, 2, 3, 4, 5]));
+    expect(paints()).toBe(2);
+    map.setData(data([0, 1, 2, 3, 4, 5], "b"));
+    expect(paints()).toBe(3);
+    map.select([1, 2]);
+    map.select([1, 2]);
+    expect(paints()).toBe(4);
+    document.body.setAttribute("data-jp-theme-light", "false");
+    map.setData(data([0, 1, 2, 3, 4, 5], "b"));
+    document.body.removeAttribute("data-jp-theme-light");
+    expect(paints()).toBe(5);
+  });
+
 });
 
 describe("tooltips stay inside the visible box", () => {

@@ -74,13 +74,17 @@ export class Heatmap {
     }
   }
 
+  /** Show `data`; a canvas that already shows the same picture in the same theme is left alone (a view
+   *  redraws on every part of a streamed payload, and painting is what the browser then spends on). */
   setData(data: HeatmapData): void {
+    const same = this.data !== null && samePicture(this.data, data) && sameTheme(this.theme, readTheme(this.el));
     this.data = data;
     if (this.selected && (this.selected[0] >= data.rows || this.selected[1] >= data.cols)) this.selected = null;
-    this.draw();
+    if (!same) this.draw();
   }
 
   select(cell: [number, number] | null): void {
+    if (cell === this.selected || (cell && this.selected && cell[0] === this.selected[0] && cell[1] === this.selected[1])) return;
     this.selected = cell;
     this.draw();
   }
@@ -299,4 +303,25 @@ export function layerLabels(n: number): string[] {
   let l = labelCache.get(n);
   if (!l) labelCache.set(n, (l = Array.from({ length: n }, (_, i) => String(i))));
   return l;
+}
+
+function sameList<T>(a: ArrayLike<T>, b: ArrayLike<T>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/** Whether two payloads draw the same canvas: sizes, labels, values, colours and cell text. */
+function samePicture(a: HeatmapData, b: HeatmapData): boolean {
+  if (a.rows !== b.rows || a.cols !== b.cols || a.rowTitle !== b.rowTitle || a.colTitle !== b.colTitle) return false;
+  if (!sameList(a.rowLabels, b.rowLabels) || !sameList(a.colLabels, b.colLabels) || !sameList(a.values, b.values)) return false;
+  const ends = (s: Scale) => [s.kind, s.min, s.max, ...[s.min, (s.min + s.max) / 2, s.max].map((v) => css(s.color(v)))];
+  if (!sameList(ends(a.scale), ends(b.scale)) || !a.cellText !== !b.cellText) return false;
+  for (let r = 0; r < a.rows && a.cellText; r++)
+    for (let c = 0; c < a.cols; c++) if (a.cellText(r, c) !== b.cellText!(r, c)) return false;
+  return true;
+}
+
+function sameTheme(a: Theme | null, b: Theme): boolean {
+  return a !== null && JSON.stringify(a) === JSON.stringify(b);
 }

@@ -1,6 +1,6 @@
 // The stylesheet of every view, injected once per page. Colours come from --jp-* variables with
 // fallbacks, so JupyterLab's light/dark themes (and VS Code's) apply without a redraw.
-// Waiting states move little: the sliding bar moves by transform in ten steps a second, with no smooth
+// Waiting states move little: the sliding bar moves by transform in five steps a second, with no smooth
 // layout animation and no shimmer, since the browser and the kernel often share a laptop's few cores (in
 // headless Chromium a smooth margin slide took a sixth of a core, a shimmer over a heatmap three quarters).
 const CSS = `
@@ -21,7 +21,7 @@ const CSS = `
 @keyframes fw-appear { from { visibility: hidden; } to { visibility: visible; } }
 .fw-progress-track { width: 160px; height: 4px; background: var(--jp-layout-color3, #ddd); border-radius: 2px; overflow: hidden; }
 .fw-progress-fill { height: 100%; background: var(--jp-brand-color1, #1976d2); }
-.fw-progress-fill.fw-indeterminate { width: 30%; animation: fw-slide 1.2s infinite steps(12); }
+.fw-progress-fill.fw-indeterminate { width: 30%; animation: fw-slide 1.2s infinite steps(6); }
 @keyframes fw-slide { from { transform: translateX(-100%); } to { transform: translateX(334%); } }
 .fw-heatmap { position: relative; overflow-x: auto; max-width: 100%; }
 .fw-heatmap-canvas { display: block; cursor: crosshair; outline: none; }

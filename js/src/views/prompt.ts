@@ -19,14 +19,13 @@ const STAT_LABEL: Record<string, string> = { max_act: "max |activation|", contri
 
 const WAITING_CSS = `
 .fw-waiting { display: inline-flex; align-items: center; gap: 6px; font-size: 11px; color: var(--jp-ui-font-color2, #777); }
-.fw-waiting .fw-progress-track { width: 48px; height: 3px; }
 .fw-panel[data-pending="true"] .fw-heatmap-canvas { opacity: 0.6; }
 `;
 
-/** A light "still coming" note: a thin sliding bar and a few words, hidden until shown. */
+/** A light "still coming" note, a few still words hidden until shown: the frame's bar shows the motion (one
+ *  moving bar, not one per panel, each asking the browser for frames while the kernel computes). */
 function waiting(text: string): HTMLElement {
-  const bar = h("span", { class: "fw-progress-track" }, [h("span", { class: "fw-progress-fill fw-indeterminate", style: { display: "block" } })]);
-  return h("span", { class: "fw-waiting", attrs: { role: "status" }, style: { display: "none" } }, [bar, text]);
+  return h("span", { class: "fw-waiting", attrs: { role: "status" }, style: { display: "none" } }, [text]);
 }
 
 export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () => void {
