@@ -215,16 +215,16 @@ def browser(repeats: int, threads: int | None, screenshots: str | None) -> None:
         lab.run_all()
         page.wait_for_selector(".fw-content[data-prompt] .fw-activation-panel canvas", state="visible")
         page.wait_for_function("() => document.querySelector('.fw-content[data-prompt]').dataset.missing === ''")
-        # the baseline: the median of three forwards, once the page has settled (a page still painting the last
+        # the baseline: the median of five forwards, once the page has settled (a page still painting the last
         # prompt would slow the forward and flatter every ratio)
-        forward = ("fs = []\nfor _ in range(3):\n    t = time.perf_counter(); lm.model(input_ids=ids[{i}], use_cache=False)\n"
-                   "    fs.append(time.perf_counter() - t)\nprint(sorted(fs)[1])")
+        forward = ("fs = []\nfor _ in range(5):\n    t = time.perf_counter(); lm.model(input_ids=ids[{i}], use_cache=False)\n"
+                   "    fs.append(time.perf_counter() - t)\nprint(sorted(fs)[2])")
         complete = "() => document.querySelector('.fw-content[data-prompt]').dataset.missing === ''"
         runs = {"warm": {p: [] for p in PARTS}, "cold": {p: [] for p in PARTS}}
         fwd = []
         for r in range(repeats + 1):  # the first round warms the page and the kernel up
             prompt, other = PROMPTS[r % 2], PROMPTS[(r + 1) % 2]  # the page shows `other` now
-            time.sleep(0.5)
+            time.sleep(2)
             f = float(lab.execute(forward.format(i=r % 2)).strip())
             lab.execute("lm.forget()")  # a never-seen model: every value vector is read afresh
             cold = page.evaluate(PAGE_TIMING, [prompt, 60000])
@@ -277,13 +277,13 @@ if __name__ == "__main__":
     ap.add_argument("--screenshots", metavar="DIR", default=None, help="with --browser: save mid-stream/finished shots")
     common.add_model_args(ap)
     args = ap.parse_args()
+    if args.browser:  # first: a model loaded in this process too slowed the notebook kernel's work by a fifth
+        browser(args.repeats, args.threads, args.screenshots)
     if not args.skip_kernel:
         torch.set_grad_enabled(False)
         lm = common.load(args)
         print(common.describe(lm))
         kernel(lm, args.repeats)
-    if args.browser:
-        browser(args.repeats, args.threads, args.screenshots)
     if not args.skip_notebook:
         size = saved_notebook_bytes()
         print(f"saved notebook with three widgets (Explorer, ActivationHeatmap, LogitLens): {size / 1024:.0f} KB; limit 2 MB")
