@@ -1,9 +1,9 @@
 """Logit lens: what each layer's residual stream would predict if the model stopped there.
 
 Every state goes through the model's own final norm and unembedding (the head's weights read a vocabulary
-slice at a time, see :func:`lens_grid_steps`), so the lens of the last block's output *is* the model's output. Two stages per layer: ``post`` (after the block) and ``mid``
-(the residual without this layer's MLP, ``resid_post - mlp_out``), so ``post - mid`` shows the MLP's own
-push on the prediction (Geva et al. 2022).
+slice at a time, see :func:`lens_grid_steps`), so the lens of the last block's output *is* the model's output.
+Two stages per layer: ``post`` (after the block) and ``mid`` (the residual without this layer's MLP,
+``resid_post - mlp_out``), so ``post - mid`` shows the MLP's own push on the prediction (Geva et al. 2022).
 
 A multi-token target is scored by its first token (``p(first token)``): the lens reads one position.
 
@@ -217,7 +217,8 @@ def _by_rows(lm: LM, flat: torch.Tensor, target_id: int | None, k: int, chunk_ro
     for start in range(0, flat.shape[0], chunk_rows):
         logits = lm.unembed(flat[start:start + chunk_rows])  # [rows, vocab] float32
         vocab = logits.shape[1]
-        scan = _Scan(logits.shape[0], vocab, _slice(flat.shape[0], flat.shape[1], vocab), k, target_id, logits.device)
+        size = _slice(flat.shape[0], flat.shape[1], vocab)
+        scan = _Scan(logits.shape[0], vocab, size, k, target_id, logits.device)
         for s in scan.starts:
             scan.add(logits[:, s:s + scan.size], s)
         out.append(scan.result())

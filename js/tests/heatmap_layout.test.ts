@@ -70,6 +70,7 @@ describe("heatmap layout", () => {
     expect(drawnOn(calls, hm.canvas, "rotate").length).toBeGreaterThan(0);
     expect(parseFloat(hm.canvas.style.width)).toBeLessThanOrEqual(WIDTH);
   });
+
   it("the same picture again is not repainted; a changed value, cell text, theme or selection is", () => {
     const map = new Heatmap();
     document.body.appendChild(map.el);
@@ -95,7 +96,6 @@ describe("heatmap layout", () => {
     document.body.removeAttribute("data-jp-theme-light");
     expect(paints()).toBe(5);
   });
-
 });
 
 describe("tooltips stay inside the visible box", () => {
