@@ -2,9 +2,9 @@
 
 Each figure is a ratio against a baseline measured in the same run (interleaved, medians):
 
-- ``edit``: one r-ROME edit (statistics cached) in seconds, and its value optimisation with the columns
-  after the subject and the blocks from the edit layer recomputed only (``reuse_states=True``) against
-  full forwards of every column and block each step (``reuse_states=False``); both give the same δ.
+- ``edit``: one r-ROME edit (statistics cached) in seconds against the research code's loop written plainly
+  (``tests/reference_edits.py``: one full forward per prompt each step, its own keys and update, the same
+  prefixes and C), and how far apart their ΔW are.
 - ``statistics``: tokens/s of the key-statistics pass (forward up to the layer + KᵀK sums) against a plain
   forward of the same batches stopped at the same layer.
 - ``undo`` / ``reset``: milliseconds after one edit (restore the original matrix and replay the others).
@@ -19,6 +19,7 @@ Usage: python benchmarks/bench_editing.py [--repeats 3] [--layer L] [--threads N
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing too
@@ -27,8 +28,9 @@ import common  # noqa: E402
 import torch  # noqa: E402
 
 import ffn_widgets as fw  # noqa: E402
-from ffn_widgets.editing.rome import rome_edit  # noqa: E402
+from ffn_widgets.editing.rome import RomeSettings, rome_edit  # noqa: E402
 from ffn_widgets.editing.stats import BATCH_TEXTS, _Stop, add_key_moments, corpus_texts  # noqa: E402
+from tests.reference_edits import reference_rome  # noqa: E402
 
 PROMPT, SUBJECT, TARGET = "The Eiffel Tower is located in the city of", "The Eiffel Tower", " Rome"
 
@@ -78,20 +80,25 @@ def main():
           f"= {tps_ours / tps_plain:.2f}×; {args.tokens:,} tokens take ~{args.tokens / tps_ours:.0f} s")
 
     fw.key_statistics(lm, layer, tokens=args.tokens)  # cached for the edits below
-    fast, slow, total, deltas = [], [], [], []
-    for _ in range(args.repeats):
-        for reuse in (True, False):
-            e = rome_edit(lm, PROMPT, SUBJECT, TARGET, layer, tokens=args.tokens, reuse_states=reuse,
-                          progress=False, apply=False)
-            (fast if reuse else slow).append(e.seconds["optimise"])
-            if reuse:
-                total.append(e.seconds["total"])
-            deltas.append(e.delta)
-    same = max(float((d - deltas[0]).abs().max()) for d in deltas) / float(deltas[0].abs().max())
-    print(f"edit (statistics cached): {statistics.median(total):.1f} s in all; optimisation "
-          f"{statistics.median(fast):.1f} s with reused states vs {statistics.median(slow):.1f} s with full "
-          f"forwards = {statistics.median(slow) / statistics.median(fast):.2f}× faster, "
-          f"{len(e.loss_curve)} steps; largest δ difference {same:.1e} (relative)")
+    C = fw.key_statistics(lm, layer, tokens=args.tokens, progress=False)
+    ours, plain, gaps = [], [], []
+    for _ in range(args.repeats):  # interleaved: the project's edit, then the plain reference loop
+        t0 = time.perf_counter()
+        e = rome_edit(lm, PROMPT, SUBJECT, TARGET, layer, tokens=args.tokens, progress=False, apply=False)
+        common.sync(lm.device)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        expected, _, losses = reference_rome(lm, PROMPT, SUBJECT, TARGET, layer, e.prefixes, C, RomeSettings())
+        common.sync(lm.device)
+        plain.append(time.perf_counter() - t0)
+        d = e.entry.deltas[0]
+        dw = (d.left.double() @ d.right.double()).to(expected.device)
+        gaps.append(float((dw - expected).norm() / expected.norm()))
+    print(f"edit (statistics cached): {statistics.median(ours):.1f} s against {statistics.median(plain):.1f} s for "
+          f"the reference's loop written plainly (full forwards of every prompt each step) = "
+          f"{statistics.median(plain) / statistics.median(ours):.2f}× faster; {len(e.loss_curve)} steps "
+          f"(the plain loop {len(losses)}); ΔW differs by {max(gaps):.1e} (relative Frobenius, largest of "
+          f"{len(gaps)})")
 
     e = rome_edit(lm, PROMPT, SUBJECT, TARGET, layer, tokens=args.tokens, progress=False)
     undo, reset = [], []

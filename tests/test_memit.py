@@ -8,7 +8,7 @@ import ffn_widgets as fw
 from ffn_widgets.editing.memit import MemitSettings, alphaedit_edit, memit_edit
 from ffn_widgets.editing.stats import key_statistics
 from ffn_widgets.model import InputError
-from tests.test_rome import plain_keys
+from tests.reference_edits import plain_keys
 
 QUICK = MemitSettings(steps=3, prefix_lengths=((4, 2),), prefix_starts=("The", "Because"), mom2_weight=50.0,
                       nullspace_threshold=None)
@@ -31,6 +31,13 @@ def settings_for(C):
     """A null-space threshold that keeps the lower half of C's spectrum (tiny models have their own scale)."""
     values = torch.linalg.eigvalsh(C)
     return MemitSettings(**{**QUICK.__dict__, "nullspace_threshold": float(values[len(values) // 2])})
+
+
+def grouped_key(lm, layer, texts, r):
+    """compute_ks' average with QUICK's one prefix group: the bare prompt 1/2, each of the two prefixes 1/4."""
+    keys = plain_keys(lm, layer, [p + r["prompt"] for p in texts], r["subject"], [len(p) for p in texts])
+    assert len(keys) == 3
+    return 0.5 * keys[0] + 0.25 * keys[1] + 0.25 * keys[2]
 
 
 def down(lm, layer):
@@ -58,8 +65,7 @@ def test_memit_update_equals_its_formula(fresh, family):
     texts = [""] + b.prefixes
     Cs = {layer: key_statistics(reference, layer, "lee", 512, progress=False) for layer in layers}  # unedited model
     for i, layer in enumerate(layers):  # layer by layer on a plain copy, as the paper writes it
-        K = torch.stack([plain_keys(reference, layer, [p + r["prompt"] for p in texts], r["subject"],
-                                    [len(p) for p in texts]).mean(0) for r in REQUESTS])
+        K = torch.stack([grouped_key(reference, layer, texts, r) for r in REQUESTS])
         cur = torch.stack([plain_block_output(reference, r["prompt"], r["subject"], layers[-1]) for r in REQUESTS])
         R = (b.targets.double() - cur) / (len(layers) - i)
         C = Cs[layer]
@@ -83,8 +89,7 @@ def test_alphaedit_update_equals_its_formula(fresh, family):
     a = alphaedit_edit(lm, REQUESTS, layers, settings=settings, **KW)
     texts = [""] + a.prefixes
     for i, layer in enumerate(layers):
-        K = torch.stack([plain_keys(reference, layer, [p + r["prompt"] for p in texts], r["subject"],
-                                    [len(p) for p in texts]).mean(0) for r in REQUESTS])
+        K = torch.stack([grouped_key(reference, layer, texts, r) for r in REQUESTS])
         cur = torch.stack([plain_block_output(reference, r["prompt"], r["subject"], layers[-1]) for r in REQUESTS])
         R = (a.targets.double() - cur) / (len(layers) - i)
         values, vectors = torch.linalg.eigh(Cs[layer].double())
@@ -107,12 +112,22 @@ def test_memit_with_one_fact_and_layer_is_rome_like(fresh):
     assert d.left.shape == (lm.d_model, 1)
     texts = [""] + b.prefixes
     with lm.edits.original():
-        k = plain_keys(lm, 1, [p + REQUESTS[0]["prompt"] for p in texts], REQUESTS[0]["subject"],
-                       [len(p) for p in texts]).mean(0)
+        k = grouped_key(lm, 1, texts, REQUESTS[0])
         r = b.targets[0].double() - plain_block_output(lm, REQUESTS[0]["prompt"], REQUESTS[0]["subject"], 1)
     u = torch.linalg.solve(key_statistics(lm, 1, "lee", 512, progress=False), k)
     expected = torch.outer(r, u) / (QUICK.mom2_weight + k @ u)
     torch.testing.assert_close(down(lm, 1) - before, expected, rtol=2e-3, atol=2e-5 * float(expected.abs().max()))
+
+
+def test_memit_keys_weigh_the_bare_prompt_half():
+    """MEMIT's keys: the bare prompt 1/2 and each prefix 1/10 (the reference's compute_ks), not 1/6 each."""
+    from ffn_widgets.editing.memit import template_mean
+
+    keys = torch.randn(6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(template_mean(keys, [1, 5]), 0.5 * keys[0] + 0.1 * keys[1:].sum(0))
+    assert float((template_mean(keys, [1, 5]) - keys.mean(0)).norm()) > 0.1
+    with pytest.raises(ValueError):
+        template_mean(keys, [1, 4])
 
 
 def test_alphaedit_spares_preserved_keys_and_remembers_edits(fresh):

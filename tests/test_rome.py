@@ -10,6 +10,7 @@ from ffn_widgets.editing.rome import RomeSettings, rome_edit
 from ffn_widgets.editing.stats import corpus_texts, key_statistics
 from ffn_widgets.model import InputError
 from tests.conftest import FAMILIES
+from tests.reference_edits import plain_keys
 
 PROMPT, SUBJECT, TARGET = "The Eiffel Tower is located in the city of", "The Eiffel Tower", " Rome, Italy"
 QUICK = RomeSettings(steps=4, prefix_lengths=((3, 2), (4, 1)))
@@ -33,26 +34,6 @@ def fresh(tiny_lm_factory):
 
 def down_weight(lm, layer):
     return lm._weight(lm.arch.down, layer).detach().clone()
-
-
-def plain_keys(lm, layer, texts, subject, after):
-    """Down-projection input at the subject's last token, one unpadded forward per text."""
-    down = lm.site_module("neurons", layer)
-    keys = []
-    for text, a in zip(texts, after):
-        ids = lm.encode(text)
-        spot = lm.find_subject(text, subject, a)[1] - 1
-        got = {}
-        def grab(module, args):
-            got["k"] = args[0].reshape(-1, lm.d_mlp)
-        h = down.register_forward_pre_hook(grab)
-        try:
-            with torch.no_grad():
-                lm.model(input_ids=ids[None])
-        finally:
-            h.remove()
-        keys.append(got["k"][spot].double())
-    return torch.stack(keys)
 
 
 def plain_moment(lm, layer, corpus, tokens):
@@ -100,7 +81,7 @@ def plain_loss(lm, e, settings):
     kl_text = settings.kl_prompt.format(e.subject)
     kl_ids, kl_spot = lm.encode(kl_text), lm.find_subject(kl_text, e.subject)[1] - 1
     before, after = run(kl_ids, kl_spot, torch.zeros_like(e.delta))[kl_spot], run(kl_ids, kl_spot, e.delta)[kl_spot]
-    kl = settings.kl_factor * (before.exp() * (before - after)).sum()
+    kl = settings.kl_factor * (after.exp() * (after - before)).sum()  # KL(edited ‖ original)
     decay = settings.weight_decay * e.delta.norm() / e.value_norm ** 2
     return float(torch.stack(nlls).mean() + kl + decay)
 
@@ -120,7 +101,9 @@ def test_update_equals_rome_formulas(fresh, cache, family):
     C = key_statistics(lm, layer, corpus, TOKENS, progress=False)
     torch.testing.assert_close(C, plain_moment(lm, layer, corpus, TOKENS), rtol=1e-6, atol=1e-7)
     u = torch.linalg.solve(C, keys.mean(0))  # C as cached: float32 batch products lose digits C⁻¹ amplifies
-    expected = torch.outer(e.delta.double(), u) / (keys.mean(0) @ u)  # r-ROME: k* in the denominator too
+    # r-ROME: k* in the numerator and the denominator: (v* − W k*) = δ + W (k(prompt) − k*)
+    numerator = e.delta.double() + w0.double() @ (keys[0] - keys.mean(0))
+    expected = torch.outer(numerator, u) / (keys.mean(0) @ u)
     torch.testing.assert_close(dw, expected, rtol=2e-3, atol=2e-5 * float(expected.abs().max()))
     # the loss the optimiser reported for its final δ equals a straightforward computation (unedited weights)
     with lm.edits.original():
@@ -128,16 +111,55 @@ def test_update_equals_rome_formulas(fresh, cache, family):
 
 
 def test_rome_and_r_rome_write_their_own_key(fresh, cache):
-    """Each method maps its own key to v + δ: ROME the bare prompt's key, r-ROME the prefix average."""
+    """Each method maps its own key to v* = v + δ: ROME the bare prompt's key, r-ROME the prefix average k̄*
+    (W′k̄* + b = v*, to 1e-4 of ‖v* − W k̄*‖; the numerator δ alone missed it by 18% on the default model)."""
     corpus = fw.load_corpus("lee")
     for method in ("rome", "r-rome"):
         lm = fresh("gpt2")  # Conv1D: the transposed orientation
-        w0 = down_weight(lm, 1)
+        w0 = down_weight(lm, 1).double()
         e = rome_edit(lm, PROMPT, SUBJECT, TARGET, 1, method=method, corpus=corpus, tokens=TOKENS,
                       settings=QUICK, progress=False)
         k = (e.key_prompt if method == "rome" else e.key).double()
-        moved = down_weight(lm, 1).double() @ k - w0.double() @ k
-        torch.testing.assert_close(moved, e.delta.double(), rtol=1e-3, atol=1e-3 * float(e.delta.abs().max()))
+        v_star = w0 @ e.key_prompt.double() + e.delta.double()  # (the bias is on both sides)
+        missed = down_weight(lm, 1).double() @ k - v_star
+        assert float(missed.norm()) <= 1e-4 * float((v_star - w0 @ k).norm())
+        if method == "r-rome":  # and the update is not ROME's numerator with another denominator
+            assert float((e.key - e.key_prompt).norm()) > 0.05 * float(e.key.norm())
+
+
+def test_kl_term_is_kl_of_edited_from_original(fresh):
+    """One step by hand: the KL part of the loss is Σ p_edited (log p_edited − log p_original) on the KL
+    prompt, ROME's eq. 4, and not the reverse direction (which differs here by far more than the tolerance)."""
+    from ffn_widgets.editing.rome import ValueOptimiser
+
+    lm = fresh("llama")
+    with torch.no_grad():  # a random model's next-token distribution is nearly flat, where both directions agree
+        lm.unembed_module.weight.mul_(30)
+    o = ValueOptimiser(lm, [PROMPT], [0], SUBJECT, lm.target_ids(TARGET), 1, RomeSettings())
+    delta = 3 * torch.randn(lm.d_model, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        o.delta.copy_(delta)
+    _, parts = o.loss()
+    text = RomeSettings().kl_prompt.format(SUBJECT)
+    spot = lm.find_subject(text, SUBJECT)[1] - 1
+    down = lm.site_module("neurons", 1)
+
+    def logp(add):
+        def hook(m, a, out):
+            out = out.clone()
+            out[0, spot] += add
+            return out
+        h = down.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                return torch.log_softmax(lm.model(input_ids=lm.encode(text)[None]).logits[0, spot].double(), -1)
+        finally:
+            h.remove()
+    original, edited = logp(torch.zeros_like(delta)), logp(delta)
+    forward = 0.0625 * float((edited.exp() * (edited - original)).sum())
+    reverse = 0.0625 * float((original.exp() * (original - edited)).sum())
+    assert parts["kl"] == pytest.approx(forward, rel=1e-4)
+    assert abs(forward - reverse) > 0.05 * forward
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "opt", "gemma2"])

@@ -8,11 +8,13 @@
 MEMIT, as the reference does it (SCIENCE.md §6):
 
 1. For each fact, a target z for the residual stream (the block output) of the range's *last* layer at the
-   subject's last token: ROME's value optimisation with δ added to that block's output (25 steps, clamp
-   0.75‖z‖, prefixes: "{}" and one 10-token text after each of "The", "Therefore", "Because", "I", "You").
+   subject's last token: ROME's value optimisation (KL(edited ‖ original) included) with δ added to that
+   block's output (25 steps, clamp 0.75‖z‖, prefixes: "{}" and one 10-token text after each of "The",
+   "Therefore", "Because", "I", "You"; the loss is a flat mean over all six prompts, as the reference's).
 2. For each layer of the range in order, with the earlier layers already updated: the keys K of the facts at
-   that layer (prefix-averaged), the residual R = (Z − current z) / (layers left), and
-   ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ solved in float64 (λ = 15,000, GPT-J's; measured per model where known).
+   that layer, averaged as the reference's ``compute_ks`` does: within each group of contexts (the bare
+   prompt; the prefixes), then over the groups, so the bare prompt weighs 1/2 and each prefix 1/10; the
+   residual R = (Z − current z) / (layers left); and ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ solved in float64 (λ = 15,000, GPT-J's; measured per model where known).
 
 AlphaEdit replaces the λC term by a projection: P = U₀U₀ᵀ onto the eigenvectors of C with eigenvalues below
 2e-2 (directions the layer's keys do not use), and ΔW = R Kᵀ P (P(K Kᵀ + K_p K_pᵀ) + α I)⁻¹ with K_p the keys
@@ -119,6 +121,7 @@ def batch_steps(lm: LM, requests, layers=None, *, method: str = "memit", seed: i
         raise InputError("Give at least one layer.")
     prefixes = context_prefixes(lm, settings.prefix_lengths, seed, settings.prefix_starts)
     texts = [""] + prefixes
+    groups = [1] + [count for _, count in settings.prefix_lengths]  # the bare prompt, then each prefix group
     last = layers[-1]
 
     zs, curves = [], []
@@ -140,8 +143,9 @@ def batch_steps(lm: LM, requests, layers=None, *, method: str = "memit", seed: i
     deltas, keys = [], {}
     with lm.edits.temporary():  # each layer's update in place for the next layer's keys; all removed after
         for i, layer in enumerate(layers):
-            K = torch.stack([subject_keys(lm, [p + r["prompt"] for p in texts], r["subject"], layer,
-                                          [len(p) for p in texts]).mean(0) for r in requests]).double().cpu()
+            K = torch.stack([template_mean(subject_keys(lm, [p + r["prompt"] for p in texts], r["subject"], layer,
+                                                        [len(p) for p in texts]), groups)
+                             for r in requests]).double().cpu()
             R = (Z - block_outputs(lm, requests, last)) / (len(layers) - i)
             C = moments.result[layer]
             if method == "memit":
@@ -166,6 +170,14 @@ def batch_steps(lm: LM, requests, layers=None, *, method: str = "memit", seed: i
         lm.edits.apply(edit.entry)
     edit.seconds = {"total": time.perf_counter() - t0}
     return edit
+
+
+def template_mean(keys: torch.Tensor, groups: list[int]) -> torch.Tensor:
+    """The mean over groups of each group's mean key, as the reference's ``compute_ks`` averages: the bare
+    prompt is a group of its own, so it weighs 1/2 and each of five prefixes 1/10 (not 1/6 each)."""
+    if sum(groups) != len(keys):
+        raise ValueError(f"{len(keys)} keys for groups of {groups}")
+    return torch.stack([g.mean(0) for g in keys.split(groups)]).mean(0)
 
 
 def check_requests(lm: LM, requests) -> list[dict]:

@@ -14,12 +14,18 @@ The steps, as the reference implementation takes them (SCIENCE.md §5):
    after each prefix. u = C⁻¹k* with C the key statistics (:mod:`.stats`).
 3. Value: δ added to the down projection's output at the subject's last token of every prefixed prompt
    (each followed by the target's first tokens) and of "{subject} is a"; Adam minimises the new target's
-   mean NLL + 0.0625·KL(original ‖ edited) of the next-token distribution at the subject of the KL prompt
-   + 0.5·‖δ‖/‖v‖², clamped to ‖δ‖ ≤ 4‖v‖. The blocks below the edit layer do not change, so their output
-   is computed once and each step runs only the blocks from the edit layer up.
-4. Update: W += δ uᵀ / (k·u). ``method="r-rome"`` (default; Gupta et al. 2024) takes k = k*, the same
-   prefix-averaged key as u, which avoids the original's occasional explosion; ``method="rome"`` takes
-   the bare prompt's key, as the original does.
+   mean NLL + 0.0625·KL(edited ‖ original) = Σ p_edited (log p_edited − log p_original) of the next-token
+   distribution at the subject of the KL prompt + 0.5·‖δ‖/‖v‖², clamped to ‖δ‖ ≤ 4‖v‖. The blocks below
+   the edit layer do not change, so their output is computed once and each step runs only the blocks from
+   the edit layer up.
+4. Update. ``method="rome"``, as the original code: W += δ uᵀ / (k·u) with k the bare prompt's key (the
+   numerator v* − W k is δ, v being the output at k), so the edited layer maps that key to v* = v + δ.
+   ``method="r-rome"`` (default; Gupta et al. 2024, which avoids the original's occasional explosion): the
+   prefix-averaged key k* in the numerator and the denominator, W += (v* − W k*) uᵀ / (k*·u), so the edited
+   layer maps k* exactly to v*.
+
+Where the reference does something odd that is not copied: its prefixes are sampled unseeded and cached per
+process, so an edit cannot be made again; here they are seeded and stored with the edit.
 """
 from __future__ import annotations
 
@@ -188,11 +194,16 @@ def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None
     seconds["optimise"] = time.perf_counter() - t0 - sum(seconds.values())
 
     u = torch.linalg.solve(C, key.double().cpu())
+    numerator = optimiser.delta.detach().double().cpu()  # ROME: v* − W k(prompt) = δ (a bias cancels)
+    if method == "r-rome":  # v* − W k* = δ + W (k(prompt) − k*): the edited layer maps k* to v* exactly
+        w = lm._weight(lm.arch.down, layer).detach()
+        numerator = numerator + (w @ (key_prompt - key).to(w.device, w.dtype)).double().cpu()
     denominator = (key if method == "r-rome" else key_prompt).double().cpu() @ u
-    left = (optimiser.delta.detach().double().cpu() / denominator)[:, None].float()
+    left = (numerator / denominator)[:, None].float()
     edit = RomeEdit(lm, prompt, subject, target, layer, method, seed, list(prefixes), key.cpu(), key_prompt.cpu(),
                     optimiser.value_norm, optimiser.delta.detach().cpu(), optimiser.curve,
-                    {"tokens": tokens, "corpus": moments.corpus.name, "denominator": float(denominator)}, seconds)
+                    {"tokens": tokens, "corpus": moments.corpus.name, "denominator": float(denominator),
+                     "numerator norm": float(numerator.norm())}, seconds)
     path = f"{lm.arch.layers}.{layer}.{lm.arch.down}"
     entry = LogEntry("ROME" if method == "rome" else "r-ROME", [{"prompt": prompt, "subject": subject,
                      "target": target}], [layer], [WeightDelta(path, left, u[None, :].float())],
@@ -362,8 +373,8 @@ class ValueOptimiser:
         nll = -logp[torch.arange(len(logp), device=logp.device), self.target_tok.to(logp.device)]
         nll = nll.reshape(-1, len(self.target_ids))
         nll = nll.mean(1).mean()
-        kl_now = torch.log_softmax(logits[-1], -1)
-        kl = s.kl_factor * torch.sum(self.kl_init.exp() * (self.kl_init - kl_now))
+        kl_now = torch.log_softmax(logits[-1], -1)  # KL(edited ‖ original): ROME's eq. 4 and its F.kl_div
+        kl = s.kl_factor * torch.sum(kl_now.exp() * (kl_now - self.kl_init))
         decay = s.weight_decay * self.delta.norm() / self.value_norm ** 2
         total = nll + kl + decay.to(nll.device)  # δ lives on the edited layer's device
         return total, {"loss": float(total.detach()), "nll": float(nll.detach()), "kl": float(kl.detach()),
