@@ -61,7 +61,7 @@ print(report)"""),
 | paraphrase | 96.4% | see the paraphrase rows | 83.7% |
 | neighbourhood: other subjects keep their object | 75.4% | see the neighbour rows | 99.4% |
 
-(The 43-fact run used 100,000 tokens of key statistics and r-ROME, the default here: the same as ROME except that the denominator k*·C⁻¹k* uses the prefix-averaged key, which avoids ROME's occasional explosion; Gupta et al. 2024.)
+(The 43-fact run used 100,000 tokens of key statistics and r-ROME, the default here: the same as ROME except that numerator and denominator use the prefix-averaged key k*, so the edited layer maps k* exactly to v*, which avoids ROME's occasional explosion; Gupta et al. 2024.)
 
 ## The editor
 
