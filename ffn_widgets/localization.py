@@ -1,7 +1,7 @@
 """Where does a fact live? Every localisation method of the package, per layer, side by side — and whether
 the answer predicts where an edit works (Hase et al., NeurIPS 2023).
 
-    loc = fw.localize(lm, fw.load_facts()[0])          # or prompt=..., subject=..., target=..., target_new=...
+    loc = fw.localize(lm, fw.load_facts()[0])          # or fw.localize(lm, prompt, subject, target[, target_new])
     loc.to_frame(); loc.figure(); loc.best_layers()
     many = fw.localize_many(lm, fw.load_facts()[:6], edit_layers=range(0, 30, 3))
     many.figure(); many.r2                             # what the layer alone explains, and with the trace
@@ -149,17 +149,29 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
             yield _event(loc, "edit", head, (4 + n) / total)
 
 
-def localize(lm: LM, fact: dict | None = None, *, prompt: str | None = None, subject: str | None = None,
-             target: str | None = None, target_new: str | None = None, **kwargs) -> Localization:
-    """Every localisation method for one fact (a dev-facts dict, or ``prompt``/``subject``/``target``
-    [/``target_new``]); see the module docstring. ``edit_layers`` chooses where ROME edits (default: every
-    layer; ``[]`` for none), ``samples`` the trace's noise draws, ``steps`` the attribution's."""
-    fact = fact if fact is not None else {"prompt": prompt, "subject": subject, "target_true": target,
-                                          "target_new": target_new}
+def localize(lm: LM, prompt: str | dict | None = None, subject: str | None = None, target: str | None = None,
+             target_new: str | None = None, *, fact: dict | None = None, **kwargs) -> Localization:
+    """Every localisation method for one fact: ``localize(lm, prompt, subject, target[, target_new])`` as
+    ``rome_edit`` and ``causal_trace`` are called, or a dev-facts dict (``localize(lm, fact)``); see the
+    module docstring. ``edit_layers`` chooses where ROME edits (default: every layer; ``[]`` for none),
+    ``samples`` the trace's noise draws, ``steps`` the attribution's."""
+    fact = as_fact(prompt, subject, target, target_new, fact)
     result = None
     for event in localize_steps(lm, fact, **kwargs):
         result = event["result"]
     return result
+
+
+def as_fact(prompt, subject=None, target=None, target_new=None, fact: dict | None = None) -> dict:
+    """The one calling convention: ``(prompt, subject, target, target_new)`` positionally, or a fact dict in
+    the prompt's place (or as ``fact=``)."""
+    if isinstance(prompt, dict):
+        fact, prompt = prompt, None
+    if fact is not None:
+        if any(v is not None for v in (prompt, subject, target, target_new)):
+            raise InputError("Give a fact dict or prompt/subject/target, not both.")
+        return fact
+    return {"prompt": prompt, "subject": subject, "target_true": target, "target_new": target_new}
 
 
 @dataclass

@@ -99,3 +99,17 @@ def test_bad_input_is_refused(lm):
         fw.localize(lm, FACT, edit_layers=[99])
     with pytest.raises(InputError, match="No facts"):
         fw.localize_many(lm, [])
+
+
+def test_one_calling_convention(lm):
+    """``localize(lm, prompt, subject, target, target_new)`` as rome_edit and causal_trace are called; the
+    same numbers as the fact dict; both at once is refused."""
+    kw = dict(edit_layers=[], samples=3, steps=4)
+    by_dict = fw.localize(lm, FACT, **kw)
+    by_position = fw.localize(lm, FACT["prompt"], FACT["subject"], "Paris", "Rome", **kw)
+    for key in by_dict.measures:
+        np.testing.assert_array_equal(by_dict.measures[key], by_position.measures[key])
+    w = fw.Localize(lm, FACT["prompt"], FACT["subject"], "Paris", "Rome", edit_layers=[], start=False)
+    assert w.fact["subject"] == FACT["subject"] and w.fact["target_new"] == " Rome"
+    with pytest.raises(InputError, match="not both"):
+        fw.localize(lm, FACT, FACT["subject"])

@@ -194,15 +194,17 @@ def test_a_stream_started_by_a_cell_is_finished_when_the_cell_ends(tiny_lm, monk
         class events:
             @staticmethod
             def register(name, callback):
-                hooks[name] = callback
+                hooks.setdefault(name, []).append(callback)
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: Shell)
     monkeypatch.setattr(views_module, "_HOOKED", [])
+    monkeypatch.setattr("ffn_widgets.model.watch._CELL_HOOK", [])  # the views' weights notices hook in too
 
     async def cell():
         ex = fw.Explorer(tiny_lm, PROMPT, k=3)  # a kernel: the rest streams as a task
         assert ex._runner.running and "top" not in ex.data
-        hooks["post_run_cell"](None)  # what IPython calls when the cell ends
+        for hook in hooks["post_run_cell"]:  # what IPython calls when the cell ends
+            hook(None)
         assert not ex._runner.running and ex.data["pending"] == [] and "lens" in ex.data and ex.values
         await asyncio.sleep(0)  # the task that was driving the stream ends quietly
         return ex

@@ -42,6 +42,7 @@ class Prediction:
     target_id: int | None
     target_prob: float | None
     target_rank: int | None  # 0 = the top prediction
+    weights_version: int = -1  # the model state it was computed on (``lm.state_version``)
 
     @classmethod
     def from_logits(cls, lm: LM, logits: torch.Tensor, k: int, target: str | None, target_id: int | None):
@@ -52,7 +53,8 @@ class Prediction:
         if target_id is not None:
             prob = float(probs[target_id])
             rank = int((logits > logits[target_id]).sum())
-        return cls(logits, ids, lm.token_strings(ids), top.values.tolist(), target, target_id, prob, rank)
+        return cls(logits, ids, lm.token_strings(ids), top.values.tolist(), target, target_id, prob, rank,
+                   lm.state_version)
 
     def to_frame(self):
         import pandas as pd
@@ -83,6 +85,7 @@ class SliderEngine:
         if not isinstance(k, int) or k < 1:
             raise InputError(f"k (how many top tokens) must be a positive integer, got {k!r}.")
         self.lm, self.prompt, self.k = lm, prompt, min(k, lm.W_U.shape[0])
+        self.weights_version = lm.state_version  # every cached state below describes this model
         self.ids = lm.encode(prompt)[None]
         layers = range(lm.n_layers)
         with torch.no_grad(), hooked(lm, [(s, l) for s in ("resid_pre", "neurons") for l in layers]) as got:

@@ -202,12 +202,16 @@ class EditLog:
     @contextmanager
     def temporary(self):
         """Edits made inside the ``with`` body are undone on exit, errors and Ctrl-C included."""
-        keep = list(self.entries)
-        try:
-            yield self
-        finally:
-            if self.entries != keep:
-                self._rebuild([e for e in self.entries if e in keep])
+        keep, version = list(self.entries), self.lm.weights_version
+        with self.lm.watch.editing() as hold:  # views hear of the weights once the body is done, not in between
+            try:
+                yield self
+            finally:
+                replayed = self.entries != keep
+                if replayed:
+                    self._rebuild([e for e in self.entries if e in keep])
+                # the weights as before, bit for bit: replayed from the originals, or never written
+                hold.restores = self.entries == keep and (replayed or self.lm.weights_version == version)
 
     @contextmanager
     def original(self):
@@ -216,11 +220,12 @@ class EditLog:
         if not keep:
             yield self
             return
-        self._rebuild([], notify=False)
-        try:
-            yield self
-        finally:
-            self._rebuild(keep, notify=False)
+        with self.lm.watch.editing(restores=True):
+            self._rebuild([], notify=False)
+            try:
+                yield self
+            finally:
+                self._rebuild(keep, notify=False)
 
     @contextmanager
     def without(self, entry):
@@ -228,11 +233,12 @@ class EditLog:
         how an edit's "before" is measured once later edits exist."""
         keep = list(self.entries)
         i = self._index(entry)
-        self._rebuild(keep[:i] + keep[i + 1:], notify=False)
-        try:
-            yield self
-        finally:
-            self._rebuild(keep, notify=False)
+        with self.lm.watch.editing(restores=True):
+            self._rebuild(keep[:i] + keep[i + 1:], notify=False)
+            try:
+                yield self
+            finally:
+                self._rebuild(keep, notify=False)
 
     # ---- saving --------------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -347,6 +353,7 @@ class EditLog:
     def _changed(self) -> None:
         for callback in list(self._listeners):
             callback(self)
+        self.lm.watch.notify()  # views that show what the weights compute hear it too
 
 
 def _jsonable(info: dict) -> dict:

@@ -57,7 +57,9 @@ class WeightsVersion:
         for p in params:
             if type(p) is torch.nn.Parameter:  # replaced since (load_state_dict(assign=True), a new module)
                 p.__class__ = _TrackedParameter
-        state = tuple((id(p), p.data_ptr(), p._version) for p in params)  # a cast or move changes data_ptr
+        # a cast or move changes data_ptr; an offloaded weight (on "meta" between forwards, a new tensor each time
+        # accelerate brings it in) is followed through its offload slot below instead
+        state = tuple((id(p), p.data_ptr(), p._version) for p in params if p.device.type != "meta")
         if self._offloaded:
             kept = (memory.get(key) for memory, key in self._offloaded)
             state += tuple((id(t), t._version) for t in kept if t is not None)

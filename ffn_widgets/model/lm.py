@@ -71,6 +71,7 @@ class Run:
     attn_out: torch.Tensor | None
     mlp_out: torch.Tensor | None
     resid_post: torch.Tensor | None
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def resid_mid(self) -> torch.Tensor:
@@ -99,6 +100,7 @@ class LM:
         self._weights = WeightsVersion(model)
         self._memo: dict = {}
         self._edit_log = None
+        self._interventions, self._watch = 0, None
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
         self.serial = next(_SERIALS)  # names the model in the side panel
         _LIVE[self.serial] = self
@@ -111,6 +113,21 @@ class LM:
         """Changes whenever any parameter changes: an edit, a write through ``.data``, ``load_state_dict``,
         ``.to(dtype)``. Cheap (no weights read); every cache that depends on weights keys on it."""
         return self._weights.read()
+
+    @property
+    def state_version(self) -> int:
+        """What a view records as the model it describes: moves with the weights and when an ``intervene``
+        block starts or ends (both counts only grow, so their sum moves whenever either does)."""
+        return self.weights_version + self._interventions
+
+    @property
+    def watch(self):
+        """The views' notices of state changes (:mod:`ffn_widgets.model.watch`)."""
+        if self._watch is None:
+            from .watch import StateWatch
+
+            self._watch = StateWatch(self)
+        return self._watch
 
     def memo(self, key, compute):
         """``compute()``, remembered under ``key`` until the weights change (the one cache of every concept
@@ -336,7 +353,7 @@ class LM:
     def run(self, prompt: str, capture: Iterable[str] = ("neurons", "resid_pre", "attn_out", "mlp_out", "resid_post"),
             edits: Iterable[Intervention] = ()) -> Run:
         """One forward pass capturing the given sites at every layer (all by default)."""
-        ids = self.encode(prompt)
+        ids, version = self.encode(prompt), self.state_version
         capture = tuple(capture)
         for site in capture:
             if site not in SITES:
@@ -346,7 +363,7 @@ class LM:
             logits = self.forward(ids[None])[0]
         get = lambda s: collect(store, s, layers).float().cpu() if s in capture else None  # noqa: E731
         return Run(prompt, ids.cpu(), self.token_strings(ids), logits.cpu(), get("neurons"),
-                   get("resid_pre"), get("attn_out"), get("mlp_out"), get("resid_post"))
+                   get("resid_pre"), get("attn_out"), get("mlp_out"), get("resid_post"), version)
 
     def logits(self, prompt: str) -> torch.Tensor:
         """``[pos, vocab]`` float32 logits of a prompt (inside :meth:`intervene`, the edited model's)."""
@@ -359,7 +376,11 @@ class LM:
         2 doubles), at all positions or the given ones; or any list of :class:`Intervention`."""
         edits = list(self._edits_from(spec, positions))
         with hooked(self, (), edits):
-            yield self
+            self._interventions += 1
+            try:
+                yield self
+            finally:
+                self._interventions += 1
 
     def _edits_from(self, spec, positions):
         if isinstance(spec, Mapping):

@@ -25,6 +25,7 @@ import torch
 
 from ..model import LM
 from ..model.recent import remember
+from ..model.watch import same_model
 from .engine import TraceEngine, TraceSetup
 from .setup import check_kinds, check_window, prepare_patch, prepare_trace
 
@@ -50,6 +51,7 @@ class TraceResult:
     corrupted_prompt: str | None = None
     sigma: float | None = None
     seed: int | None = None  # of the noise draws: the corruption can be drawn again (a neuron's trace share)
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def scores(self) -> torch.Tensor:
@@ -181,6 +183,7 @@ class TraceStream:
         self.finished: list[tuple[int, tuple[str, ...]]] = []  # (token, kinds) in the order they finished
         self.forwards_done = 0
         self.progress = progress
+        self.weights_version = lm.state_version  # the setup's clean run and noise scale describe this model
 
     def __iter__(self):
         return (step for step in self.steps() if step is not None)
@@ -194,6 +197,7 @@ class TraceStream:
             bar = tqdm(total=self.engine.n_forwards, desc="causal trace", unit="run", leave=False)
         try:
             for step in self.engine.steps():
+                same_model(self.lm, self.weights_version, "The causal trace")  # no rows from two models
                 if step is None:
                     self.forwards_done += 1
                     if bar is not None:
@@ -224,7 +228,8 @@ class TraceStream:
         e, s = self.engine, self.setup
         e.prepare()
         return TraceSet({k: TraceResult(k, self.window, s.prompt, s.tokens, s.subject, s.target, s.target_id,
-                                        self.probs[k], e.p_clean, e.p_corrupt, s.corrupted_prompt, s.sigma, s.seed)
+                                        self.probs[k], e.p_clean, e.p_corrupt, s.corrupted_prompt, s.sigma, s.seed,
+                                        self.weights_version)
                          for k in self.kinds})
 
 

@@ -69,6 +69,8 @@ class ViewWidget(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Dict({}).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    weights_version = traitlets.Int(-1).tag(sync=True)  # the model state what is shown was computed on
+    stale = traitlets.Unicode("").tag(sync=True)  # why what is shown describes earlier weights ("": it does not)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -112,6 +114,49 @@ class ViewWidget(anywidget.AnyWidget):
         data, metadata = bundle
         return {**data, "text/html": snapshot_html(self)}, metadata
 
+    # ---- following the weights ------------------------------------------------------------------
+    def follow_weights(self, lm, on_change: str) -> None:
+        """Keep this view true to ``lm``: when its state moves, ``"recompute"`` (cheap views) calls
+        :meth:`_recompute` at once, ``"mark"`` (expensive views) shows that what is on screen describes
+        earlier weights, with a Recompute button (the ``recompute`` message). The README's table says which."""
+        self._followed, self._on_weights = lm, on_change
+        self.weights_version = lm.state_version
+        lm.watch.add(self._weights_moved)
+
+    def _weights_moved(self, version: int, same_as: int | None = None) -> None:
+        if version == self.weights_version:
+            return
+        if same_as is not None and same_as == self.weights_version:
+            self.weights_version = version  # the same weights bit for bit (an edit's "before" measured)
+            return
+        if self._on_weights == "recompute":
+            with self.reporting():
+                self.recompute()
+        else:
+            self.stale = ("These results describe earlier weights: the model changed since (an edit, undo or "
+                          "write). Recompute to see the current model.")
+
+    def recompute(self) -> None:
+        """Compute what this view shows again, on the model as it is now."""
+        self.weights_version = self._followed.state_version
+        self.stale = ""
+        self._recompute()
+
+    def _recompute(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not follow a model.")
+
+    def check_weights(self) -> None:
+        """Look whether the followed model moved (gestures do this first; cells and edits tell us anyway)."""
+        lm = getattr(self, "_followed", None)
+        if lm is not None:
+            lm.watch.notify()
+            if lm.state_version != self.weights_version and not lm.watch.busy:
+                self._weights_moved(lm.state_version)
+
+    @handles("recompute")
+    def _on_recompute(self, msg):
+        self.recompute()
+
     # ---- the side panel ------------------------------------------------------------------------
     def dock(self):
         """Show this view in the FFN side panel too (a second, live view of the same widget)."""
@@ -154,6 +199,8 @@ class ViewWidget(anywidget.AnyWidget):
                 known = ", ".join(sorted(self._handlers)) or "none"
                 raise ValueError(f"This widget has no handler for message type {kind!r} (known: {known}).")
             with self.reporting():
+                if kind != "recompute":
+                    self.check_weights()
                 handler(msg)
                 ok = not self.error  # an observer the handler triggered may have reported an error
         except Exception as exc:  # noqa: BLE001 - the unknown-type error belongs in the widget too

@@ -48,23 +48,35 @@ class CausalTrace(ViewWidget):
         if (subject is None) == (corrupted_prompt is None):
             raise InputError("Give either a subject to noise (causal tracing) or a corrupted_prompt "
                              "(activation patching), not both.")
-        if corrupted_prompt is None:
-            setup = prepare_trace(lm, prompt, subject, target, samples, noise, seed, check_target)
-        else:
-            setup = prepare_patch(lm, prompt, corrupted_prompt, target, check_target)
-        self.lm, self.setup, self.subject = lm, setup, subject
+        self.lm, self.subject = lm, subject
+        self._asked = (prompt, subject, target, corrupted_prompt, kind, samples, noise, window, seed, check_target)
         self.editor = None  # the Editor opened from this trace (open_editor)
         self._explorer = None
-        self.stream = TraceStream(lm, setup, kind, window, progress=False)
-        self._steps = self.stream.steps()
-        self._status = "waiting"
         self._task = None
-        self._run = None
         self._last_progress = 0.0
         self.title = f"Causal trace: {prompt}"
-        self._publish()
+        self._prepare()
+        self.follow_weights(lm, "mark")
         if start:
             self.start()
+
+    def _prepare(self) -> None:
+        """The setup (clean run, noise scale) and a fresh stream, on the model as it is now."""
+        prompt, subject, target, corrupted, kind, samples, noise, window, seed, check = self._asked
+        if corrupted is None:
+            self.setup = prepare_trace(self.lm, prompt, subject, target, samples, noise, seed, check)
+        else:
+            self.setup = prepare_patch(self.lm, prompt, corrupted, target, check)
+        self.stream = TraceStream(self.lm, self.setup, kind, window, progress=False)
+        self._steps = self.stream.steps()
+        self._status, self._run = "waiting", None
+        self.weights_version, self.stale = self.stream.weights_version, ""
+        self._publish()
+
+    def _recompute(self) -> None:
+        """Trace again on the current weights (the Recompute button of a trace that describes earlier ones)."""
+        self._prepare()
+        self.start()
 
     # ---- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,17 +85,24 @@ class CausalTrace(ViewWidget):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._task is None:
+        if self._task is None or self._task.done():  # a running task goes on with the new stream
             self._task = loop.create_task(self._drive())
 
     async def _drive(self):
-        while self._advance():
+        while self._status not in ("done", "cancelled", "failed"):
+            if self.lm.watch.busy:  # an edit is being computed: it goes first, the trace restarts after it
+                await asyncio.sleep(0.05)
+                continue
+            if not self._advance():
+                break
             await asyncio.sleep(0)
 
     def _advance(self) -> bool:
         """One step (one batched forward); False when finished, cancelled or failed."""
         if self._status in ("done", "cancelled", "failed"):
             return False
+        if self.lm.state_version != self.stream.weights_version:  # an edit landed mid-trace: start again
+            self._prepare()
         self._status = "running"
         try:
             step = next(self._steps)
@@ -163,7 +182,7 @@ class CausalTrace(ViewWidget):
 
     def show_neurons(self, layer: int, token: int, k: int = 10) -> None:
         """List the neurons at (layer, token) ranked by contribution to the traced target."""
-        if self._run is None:
+        if self._run is None or self._run.weights_version != self.weights_version:
             self._run = self.lm.run(self.setup.prompt)
         r = top_neurons(self.lm, self._run, layer, token, k=k, by="contribution", target=self.setup.target_id)
         self.neurons = neuron_rows(r, target=self.setup.target)

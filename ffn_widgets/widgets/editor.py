@@ -104,6 +104,7 @@ class Editor(ViewWidget):
         ref = weakref.ref(self)
         lm.edits.on_change(lambda _log: (w := ref()) is not None and w._log_changed_soon())
         self._log_changed()
+        self.follow_weights(lm, "mark")
 
     # ---- the Python API ------------------------------------------------------------------------
     def apply(self, subject: str | None = None, target: str | None = None, layer: int | None = None,
@@ -228,6 +229,15 @@ class Editor(ViewWidget):
                                "subject": edit.subject, "target": edit.target, "method": edit.method,
                                "delta_norm": _number(edit.delta_norm), "applied": edit.applied,
                                "key": _key(edit.entry)}
+            self.weights_version, self.stale = self.lm.state_version, ""
+
+    def _recompute(self) -> None:
+        """The prediction on the current weights, and the last edit's report again while it is applied."""
+        self._log_changed()
+        if self.edit is not None and getattr(self.edit, "applied", False) and not self._runner.running:
+            self._make_report()
+        elif self.comparison:
+            self.comparison = {**self.comparison, "applied": False}
 
     def _check_idle(self) -> None:
         if self._runner.running:

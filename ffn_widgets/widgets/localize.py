@@ -20,7 +20,7 @@ from ipywidgets import DOMWidget, widget_serialization
 
 from ..analysis.neurons import top_neurons
 from ..facts import target as as_target
-from ..localization import EDIT_MEASURES, MEASURES, Localization, checked_request, localize_steps
+from ..localization import EDIT_MEASURES, MEASURES, Localization, as_fact, checked_request, localize_steps
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
 from .runner import StepRunner
@@ -47,8 +47,8 @@ class Localize(ViewWidget):
     slot = traitlets.List(traitlets.Instance(DOMWidget)).tag(sync=True, **widget_serialization)
     slot_title = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, lm: LM, fact: dict | None = None, *, prompt: str | None = None, subject: str | None = None,
-                 target: str | None = None, target_new: str | None = None, edit_layers=None, start: bool = True,
+    def __init__(self, lm: LM, prompt: str | dict | None = None, subject: str | None = None, target: str | None = None,
+                 target_new: str | None = None, *, fact: dict | None = None, edit_layers=None, start: bool = True,
                  index=None, k: int = 8, **localize_kwargs):
         """``index`` (a trigger index) gives the neuron cards their key side; ``k`` neurons are listed per
         site; ``localize_kwargs`` go to :func:`~ffn_widgets.localize` (``samples``, ``steps``, ``corpus``...)."""
@@ -58,14 +58,14 @@ class Localize(ViewWidget):
         self.card = None  # the NeuronCard shown in the slot
         self._runner = StepRunner(self._on_step, self._ended)
         self._failure: Exception | None = None
-        raw = fact if fact is not None else {"prompt": prompt, "subject": subject, "target_true": target,
-                                              "target_new": target_new}
+        raw = as_fact(prompt, subject, target, target_new, fact)
         self._fact, self._layers = checked_request(lm, raw, edit_layers)  # bad input: a clear error, nothing run
         with self.hold_sync():
             self.n_layers = lm.n_layers
             self.names = [{"name": n, "label": label, "short": SHORT.get(n, label), "edit": n in EDIT_MEASURES,
                            "unit": n in UNIT_MEASURES} for n, label in MEASURES.items()]
             self._show_fact()
+        self.follow_weights(lm, "mark")
         if start:
             self.start()
 
@@ -165,8 +165,14 @@ class Localize(ViewWidget):
     def _ended(self, status: str, value) -> None:
         with self.hold_sync():
             self.status, self.progress = status, {}
+            self.weights_version, self.stale = self.lm.state_version, ""  # its own edits are taken out again
             if status == "failed":
                 self._failure, self.error = value, describe(value)
+
+    def _recompute(self) -> None:
+        """Measure again on the current weights (the Recompute button of a screen of earlier weights)."""
+        if not self._runner.running:
+            self.start()
 
     def _show_fact(self) -> None:
         f = self._fact

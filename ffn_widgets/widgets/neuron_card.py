@@ -47,11 +47,13 @@ class NeuronCard(ViewWidget):
         self._engine: tuple | None = None  # (prompt, target, weights version, SliderEngine)
         self.data: NeuronCardData | None = None
         self.set_neuron(layer, neuron)
+        self.follow_weights(lm, "recompute")
 
     # ---- the Python API ------------------------------------------------------------------
     def set_neuron(self, layer: int, neuron: int) -> None:
-        """Show another neuron (the prompt's forward pass is reused)."""
-        if self.prompt is not None and self._run is None:
+        """Show another neuron (the prompt's forward pass is reused while the weights stay the same)."""
+        stale_run = self._run is not None and self._run.weights_version != self.lm.state_version
+        if self.prompt is not None and (self._run is None or stale_run):
             self._run = self.lm.run(self.prompt, capture=("neurons", "resid_post"))
         self.data = neuron_card(self.lm, layer, neuron, self.index, target=self.target, k=self.k, run=self._run,
                                 knowledge=self.knowledge, trace=self.trace)
@@ -76,7 +78,7 @@ class NeuronCard(ViewWidget):
 
     def _slider_engine(self) -> SliderEngine:
         """One engine per prompt, target and weights (it keeps the prompt's clean states)."""
-        key = (self.prompt, self.data.target_id, self.lm.weights_version)
+        key = (self.prompt, self.data.target_id, self.lm.state_version)
         if self._engine is None or self._engine[:3] != key:
             self._engine = (*key, SliderEngine(self.lm, self.prompt, self.data.target_id, k=5))
         return self._engine[3]
@@ -105,6 +107,10 @@ class NeuronCard(ViewWidget):
 
         explorer.on_neuron_selected(open_card)
         return state["card"]
+
+    def _recompute(self) -> None:
+        """The weights moved: value tokens, activations and joins of the same neuron anew."""
+        self.set_neuron(self.data.layer, self.data.neuron)
 
     def _result(self):
         return self.data

@@ -30,6 +30,7 @@ from ..analysis.values import value_top_ids
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
 from .payload import pack_values, run_payload
+from ..model.watch import WeightsChanged
 from .runner import StepRunner
 from .serialize import pack
 
@@ -69,6 +70,7 @@ class PromptView(ViewWidget):
         lm.encode(prompt)  # bad prompts fail here, before any widget is shown
         self.target = "" if target is None else (target if isinstance(target, str) else lm.resolve_target(target)[1])
         self.prompt = prompt  # runs the model (observer)
+        self.follow_weights(lm, "recompute")
         if self.computed is None or self.error:
             raise InputError(self.error or "The model could not be run on this prompt.")
 
@@ -121,7 +123,8 @@ class PromptView(ViewWidget):
             started = time.time()
             self.progress = {"message": "Running the model" if rerun else "Recomputing for the new target",
                              "fraction": None, "started": started}
-            source = self.prompt if rerun or self.computed is None else self.computed.run
+            reuse = not rerun and self.computed is not None and self.computed.run.weights_version == self.lm.state_version
+            source = self.computed.run if reuse else self.prompt  # a run of earlier weights is never reused
             c = start_summary(self.lm, source, self.target or None, grids=self._with_top)
             self._runner.stop()  # the parts still coming for the old prompt or target: the newest wins
             self.computed, self._sent_values = c, set()
@@ -135,11 +138,16 @@ class PromptView(ViewWidget):
                     self._send_neuron(self.neuron["layer"], self.neuron["neuron"])
                 self.progress = {"message": "Neuron tables and logit lens", "fraction": None, "started": started}
             sent = True
-            if self._runner.start(self._stream(c)):
+            self.weights_version, self.stale = c.run.weights_version, ""
+            if self._runner.start(self._stream(c), lm=self.lm):
                 _finish_when_the_cell_ends(self)
             else:
                 self._runner.finish()  # no event loop (a script, a test): everything before returning
         return sent
+
+    def _recompute(self) -> None:
+        """The weights moved: the heatmap from a fresh forward, then the other parts streamed again."""
+        self._refresh(rerun=True)
 
     def _stream(self, c: PromptSummary):
         """The parts after the heatmap, each published when ready: tables, the selected cell's value tokens,
@@ -216,6 +224,9 @@ class PromptView(ViewWidget):
         self.progress = {"message": info.get("message", ""), "fraction": info.get("fraction"), "started": started}
 
     def _stream_ended(self, status: str, value) -> None:
+        if isinstance(value, WeightsChanged):  # an edit landed mid-stream: start again on the new weights
+            self.recompute()
+            return
         with self.hold_sync():
             self.progress = {}
             if status == "failed":

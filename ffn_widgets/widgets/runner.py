@@ -7,11 +7,21 @@ closes the generator before its next step: a job that writes only at its end (``
 cancelled (after it the job is measuring what it wrote, and finishes). Starting a job while one runs
 replaces it (the views that stream a prompt's parts: the newest prompt wins), and :meth:`StepRunner.stop` drops
 it without ``on_end``.
+
+No job mixes two models. A job started with ``lm=`` reads that model's state version before every step; when
+it moved (an edit landed between two steps, an undo, a write) the job is dropped and started again from
+scratch with ``restart()`` (views whose parts stream: explorer, trace, localisation) or, without one, ends
+``("failed", WeightsChanged)``. The rule between a job and an edit: **the edit goes first**: while an edit is
+being computed (:meth:`~ffn_widgets.model.watch.StateWatch.editing`) a guarded job waits, and it restarts on
+the weights the edit leaves. Jobs that write weights themselves (the Editor's, the stability monitor's) run
+unguarded.
 """
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
+
+from ..model.watch import WeightsChanged, same_model
 
 
 class StepRunner:
@@ -24,21 +34,28 @@ class StepRunner:
         self._cancel = False
         self._cancellable = True
         self.task = None
+        self._lm, self._restart, self.version, self._stepped = None, None, None, False
+        self._generation = 0
+        self.restarts = 0  # jobs started again because the weights moved (for tests and the curious)
 
     @property
     def running(self) -> bool:
         return self._job is not None
 
-    def start(self, job: Generator) -> bool:
+    def start(self, job: Generator, lm=None, restart: Callable[[], Generator] | None = None) -> bool:
         """Start ``job`` (closing one still running); True if it continues in the background (a running event
-        loop), False if the caller should :meth:`finish` it."""
+        loop), False if the caller should :meth:`finish` it. ``lm``: the model the job reads (guarded, see
+        the module docstring); ``restart()``: a fresh job for when its weights moved."""
         self.stop()
+        self._generation += 1
         self._job, self._cancel, self._cancellable = job, False, True
+        self._lm, self._restart, self._stepped = lm, restart, False
+        self.version = None if lm is None else lm.state_version
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        self.task = loop.create_task(self._drive(job))
+        self.task = loop.create_task(self._drive(self._generation))
         return True
 
     def stop(self) -> None:
@@ -66,6 +83,12 @@ class StepRunner:
             job.close()
             self._on_end("cancelled", None)
             return False
+        if self._lm is not None and self._lm.state_version != self.version:
+            if not self._stepped:  # nothing read yet: the job simply starts on the weights as they are now
+                self.version = self._lm.state_version
+            else:
+                return self._weights_moved(job)
+        self._stepped = True
         try:
             info = next(job)
         except StopIteration as done:
@@ -81,6 +104,26 @@ class StepRunner:
         self._on_step(info)
         return True
 
-    async def _drive(self, job: Generator):
-        while self._job is job and self.advance():  # a replaced job's task ends here
+    def _weights_moved(self, job: Generator) -> bool:
+        """Drop ``job``: start it again on the current weights, or fail with a message."""
+        job.close()
+        if self._restart is None:
+            self._job = None
+            try:
+                same_model(self._lm, self.version)
+            except WeightsChanged as exc:
+                self._on_end("failed", exc)
+            return False
+        self.restarts += 1
+        self._job, self.version, self._stepped = self._restart(), self._lm.state_version, False
+        self._on_step({"stage": "restart", "message": "The weights changed: starting again", "fraction": None})
+        return True
+
+    async def _drive(self, generation: int):
+        while self._generation == generation:  # a task whose job start() replaced ends here
+            if self._lm is not None and self._lm.watch.busy:  # an edit is being computed: it goes first
+                await asyncio.sleep(0.05)
+                continue
+            if not self.advance():
+                break
             await asyncio.sleep(0)

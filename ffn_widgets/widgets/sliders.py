@@ -46,7 +46,7 @@ class NeuronSliders(ViewWidget):
         super().__init__(**kwargs)
         if not isinstance(continuation, int) or continuation < 0:
             raise InputError(f"continuation is a number of tokens (0 for none), got {continuation!r}.")
-        self.lm, self.n_continue = lm, continuation
+        self.lm, self.n_continue, self._target, self._k = lm, continuation, target, k
         self.engine = SliderEngine(lm, prompt, target, k)
         self.prompt = prompt
         self.result: Prediction = self.engine.original
@@ -60,6 +60,7 @@ class NeuronSliders(ViewWidget):
         self.add(neurons)
         self._ready = True
         self._update(-1)
+        self.follow_weights(lm, "recompute")
 
     @classmethod
     def from_knowledge(cls, lm: LM, kn, **kwargs) -> "NeuronSliders":
@@ -163,6 +164,21 @@ class NeuronSliders(ViewWidget):
         self.add(int(parts[0]), int(parts[1]))
 
     # ---- recompute -----------------------------------------------------------------------
+    def _recompute(self) -> None:
+        """The weights moved: cached states, value tokens and the original continuation anew, then the bars."""
+        self._update(-1)
+
+    def _sync_engine(self) -> None:
+        """Rebuild the engine when the model moved since its states were cached (every tick looks)."""
+        if self.engine.weights_version == self.lm.state_version:
+            return
+        self.engine = SliderEngine(self.lm, self.prompt, self._target, self._k)
+        self.neurons = [{**n, "promotes": [t for t, _ in value_tokens(self.lm, n["layer"], n["neuron"], k=3).top]}
+                        for n in self.neurons]
+        if self.n_continue:
+            self._original_continuation = self._continue({})
+        self.weights_version, self.stale = self.engine.weights_version, ""
+
     def _current(self) -> dict[tuple[int, int], float]:
         return dict(zip(self.neuron_list, self.scales))
 
@@ -170,6 +186,7 @@ class NeuronSliders(ViewWidget):
         """Bars first (one message), then the continuation (a second one)."""
         scales = self._current()
         start = time.perf_counter()
+        self._sync_engine()
         self.result = self.engine.predict(scales)
         self.ticks += 1
         self.prediction = self._bars(self.result, seq)

@@ -59,8 +59,10 @@ class StabilityMonitor(ViewWidget):
                 self.method = settings.get("method", method)
                 self.batch, self.steps = int(settings.get("batch") or batch), int(settings.get("steps") or steps)
                 self.run, self.rows, self.status = run, [_row(r) for r in run.rows], "done"
-        elif start:
-            self.start()
+        else:
+            self.follow_weights(lm, "mark")
+            if start:
+                self.start()
 
     # ---- the Python API ------------------------------------------------------------------------
     def start(self, method: str | None = None, steps: int | None = None, batch: int | None = None):
@@ -116,8 +118,14 @@ class StabilityMonitor(ViewWidget):
     def _ended(self, status: str, value) -> None:
         with self.hold_sync():
             self.status, self.progress = status, {}
+            self.weights_version, self.stale = self.lm.state_version, ""  # the run's edits are taken out again
             if status == "failed":
                 self._failure, self.error = value, describe(value)
+
+    def _recompute(self) -> None:
+        """Run again from the current weights (the Recompute button of a run made on earlier ones)."""
+        if not self._runner.running:
+            self.start()
 
     def _check(self, method, batch, steps) -> None:
         if method not in METHODS:

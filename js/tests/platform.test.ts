@@ -77,6 +77,28 @@ describe("frame and registry", () => {
     expect(el.children.length).toBe(0);
     delete views["_probe"];
   });
+  it("says at once when a view describes earlier weights, as text, with one click to recompute", () => {
+    views["_probe"] = ({ el }) => {
+      el.appendChild(document.createElement("p"));
+    };
+    const model = new FakeModel({ view: "_probe" });
+    const el = document.createElement("div");
+    const cleanup = render({ model, el });
+    expect(el.querySelector(".fw-stale")).toBeNull();
+    model.set("stale", "These results describe <i>earlier</i> weights");
+    const box = el.querySelector(".fw-stale")!;
+    expect(box.textContent).toContain("<i>earlier</i>");
+    expect(box.querySelector("i")).toBeNull();
+    expect(el.querySelector(".fw-root")!.classList.contains("fw-is-stale")).toBe(true);
+    (box.querySelector("button") as HTMLButtonElement).click();
+    expect(model.sent.at(-1)).toEqual({ type: "recompute" });
+    model.set("stale", "");
+    expect(el.querySelector(".fw-stale")).toBeNull();
+    expect(el.querySelector(".fw-root")!.classList.contains("fw-is-stale")).toBe(false);
+    cleanup();
+    expect(model.listenerCount("change:stale")).toBe(0);
+    delete views["_probe"];
+  });
 });
 
 describe("sendLatest", () => {

@@ -1,6 +1,6 @@
-// The frame around every view: the kernel's error message and progress, above the view's own content, and the
-// button that docks the view in the FFN side panel (JupyterLab and Notebook 7 only: the kernel places the panel
-// there through ipylab; other hosts have no side panel to put it in).
+// The frame around every view: the kernel's error message, progress and stale-weights notice, above the view's own
+// content, and the button that docks the view in the FFN side panel (JupyterLab and Notebook 7 only: the kernel
+// places the panel there through ipylab; other hosts have no side panel to put it in).
 import { h, setText } from "./dom";
 import type { Model } from "./types";
 
@@ -22,6 +22,10 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
     h("div", { class: "fw-progress-track" }, [fill]),
     progressText,
   ]);
+  // a view whose numbers describe earlier weights says so at once, with one click to compute them again
+  const staleText = h("span", { class: "fw-stale-text" });
+  const recompute = h("button", { class: "fw-stale-button", text: "Recompute", title: "Compute again on the current weights" });
+  const stale = h("div", { class: "fw-stale", attrs: { role: "status" } }, [staleText, recompute]);
   const status = h("div", { class: "fw-status" });
   const content = h("div", { class: "fw-content" });
   const root = h("div", { class: "fw-root" }, [status, content]);
@@ -52,19 +56,30 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
     fill.style.width = f === null ? "" : `${(f * 100).toFixed(1)}%`;
     if (!progress.parentNode) status.appendChild(progress);
   };
+  const showStale = () => {
+    const msg = String(model.get("stale") ?? "");
+    setText(staleText, msg);
+    if (msg && !stale.parentNode) status.prepend(stale);
+    if (!msg && stale.parentNode) stale.remove();
+    root.classList.toggle("fw-is-stale", !!msg);
+  };
+  recompute.addEventListener("click", () => model.send({ type: "recompute" }));
   dismiss.addEventListener("click", () => {
     model.set("error", "");
     model.save_changes();
   });
   model.on("change:error", showError);
   model.on("change:progress", showProgress);
+  model.on("change:stale", showStale);
   showError();
   showProgress();
+  showStale();
   return {
     content,
     cleanup: () => {
       model.off("change:error", showError);
       model.off("change:progress", showProgress);
+      model.off("change:stale", showStale);
       root.remove();
     },
   };

@@ -15,6 +15,11 @@ const CSS = `
   color: var(--jp-ui-font-color0, #1f2328); padding: 6px 10px; margin: 4px 0; white-space: pre-wrap; border-radius: 2px;
   display: flex; gap: 8px; align-items: flex-start; }
 .fw-error-text { flex: 1; }
+.fw-stale { border-left: 3px solid var(--jp-warn-color1, #ef6c00); background: var(--jp-warn-color3, #fff3e0);
+  color: var(--jp-ui-font-color0, #1f2328); padding: 6px 10px; margin: 4px 0; border-radius: 2px;
+  display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
+.fw-stale-text { flex: 1; min-width: 12em; }
+.fw-is-stale .fw-content { opacity: 0.55; }
 .fw-error button { border: none; background: transparent; color: inherit; cursor: pointer; font-size: 14px; }
 .fw-progress { display: flex; align-items: center; gap: 8px; color: var(--jp-ui-font-color1, #333); margin: 4px 0;
   animation: fw-appear 0s 0.3s both; }

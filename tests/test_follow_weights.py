@@ -1,0 +1,230 @@
+"""Views never describe other weights than the current ones, and no job mixes two models (tiny models).
+
+Each view is built, the weights are changed by a route a user takes (an edit, undo, reset, a write through
+``.data``, ``load_state_dict``, ``lm.edits.load``, an ``intervene`` block), and what the view holds next is
+compared, in numbers, with a view built fresh on the new weights, or it must say that it is stale."""
+import asyncio
+import copy
+
+import pytest
+import torch
+
+import ffn_widgets as fw
+from ffn_widgets.editing.log import LogEntry, WeightDelta
+from ffn_widgets.model.watch import WeightsChanged, notify_all
+from ffn_widgets.widgets.runner import StepRunner
+
+PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "The Eiffel Tower"
+NEURONS = [(1, 5), (0, 7)]
+
+
+@pytest.fixture
+def lm(tiny_lm_factory):
+    base = tiny_lm_factory("llama")
+    return fw.load_model(model=copy.deepcopy(base.model), tokenizer=base.tokenizer)
+
+
+def rank_one(lm, layer=1, scale=3.0, seed=0):
+    """A log entry that moves the prediction (a stand-in for ROME's update: the same kind of write)."""
+    g = torch.Generator().manual_seed(seed)
+    left, right = torch.randn(lm.d_model, 1, generator=g), torch.randn(1, lm.d_mlp, generator=g)
+    return LogEntry("test", [], [layer], [WeightDelta(f"{lm.arch.layers}.{layer}.{lm.arch.down}", scale * left, right)])
+
+
+def write_data(lm):
+    with torch.no_grad():
+        lm.site_module("neurons", 0).weight.data.mul_(1.5)
+
+
+def load_state(lm):
+    state = {k: v * 0.9 if "mlp" in k else v for k, v in lm.model.state_dict().items()}
+    lm.model.load_state_dict(state)
+
+
+def routes(lm, tmp_path):
+    """(name, change) pairs: each changes the weights the way a user would."""
+    def undo():
+        lm.edits.apply(rank_one(lm, seed=1))
+        notify_all()
+        lm.edits.undo()
+
+    def load():
+        lm.edits.apply(rank_one(lm, seed=2))
+        lm.edits.save(tmp_path / "log.safetensors")
+        lm.edits.reset()
+        notify_all()
+        lm.edits.load(tmp_path / "log.safetensors")
+
+    return [("edit", lambda: lm.edits.apply(rank_one(lm))), ("undo", undo), ("reset", lm.edits.reset),
+            ("load", load), (".data", lambda: (lm.edits.forget(), write_data(lm))),
+            ("load_state_dict", lambda: (lm.edits.forget(), load_state(lm)))]
+
+
+def bars(sliders):
+    return torch.tensor(sliders.result.top_probs), sliders.result.top_ids, sliders.result.logits
+
+
+def test_sliders_follow_every_route(lm, tmp_path):
+    """After each route, the bars at ×1.0 and ×0.5 equal fresh sliders on the new weights (the issue's case:
+    before, ×1.0 returned the logits of a model that no longer existed)."""
+    sliders = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=2)
+    for name, change in routes(lm, tmp_path):
+        before = sliders.result.logits.clone()
+        change()
+        notify_all()  # what a notebook cell's end does (an edit tells the views itself)
+        for scale in (1.0, 0.5):
+            sliders.set_scale(1, 5, scale)
+            fresh = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=2)
+            fresh.set_scale(1, 5, scale)
+            torch.testing.assert_close(sliders.result.logits, fresh.result.logits, rtol=0, atol=1e-6, msg=name)
+            assert sliders.result.weights_version == lm.state_version
+        assert not torch.equal(before, sliders.result.logits), name  # the route really changed the model
+        assert sliders.continuation["original"] == fresh.continuation["original"], name
+        sliders.reset()
+
+
+def test_sliders_recompute_on_their_own_after_an_edit(lm):
+    sliders = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=0)
+    ticks = sliders.ticks
+    lm.edits.apply(rank_one(lm))  # no cell end, no gesture: the log tells the view
+    assert sliders.ticks == ticks + 1 and sliders.weights_version == lm.state_version
+    torch.testing.assert_close(sliders.result.logits, lm.logits(PROMPT)[-1], rtol=0, atol=1e-5)
+    with lm.edits.original():  # an edit's "before" measured: same weights after, nothing recomputed
+        pass
+    assert sliders.ticks == ticks + 1 and sliders.weights_version == lm.state_version
+
+
+def test_explorer_and_neuron_card_recompute(lm, tmp_path):
+    ex = fw.Explorer(lm, PROMPT)
+    card = fw.NeuronCard(lm, 1, 5, prompt=PROMPT)
+    for name, change in routes(lm, tmp_path):
+        change()
+        notify_all()
+        ex.wait()
+        torch.testing.assert_close(ex.computed.run.logits, lm.run(PROMPT).logits, rtol=0, atol=1e-5, msg=name)
+        assert ex.weights_version == lm.state_version and not ex.stale
+        fresh = fw.NeuronCard(lm, 1, 5, prompt=PROMPT)
+        assert card.card == fresh.card, name
+
+
+def test_intervene_block_is_followed(lm):
+    sliders = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=0)
+    clean = sliders.result.logits.clone()
+    with lm.intervene({(1, 5): 0.0, (1, 6): 3.0}):
+        sliders.set_scale(0, 7, 1.0)  # refreshed inside the block: the block's model
+        inside = sliders.result.logits.clone()
+        torch.testing.assert_close(inside, lm.logits(PROMPT)[-1], rtol=0, atol=1e-5)
+    notify_all()  # the cell ends: the view no longer shows the block's model
+    assert not torch.equal(inside, clean)
+    torch.testing.assert_close(sliders.result.logits, clean, rtol=0, atol=1e-6)
+
+
+def test_trace_is_marked_stale_and_recomputes(lm):
+    tr = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1)
+    old = tr.wait()["mlp"].scores.clone()
+    lm.edits.apply(rank_one(lm))
+    assert tr.stale and tr.result["mlp"].weights_version != lm.state_version  # said at once, numbers kept
+    torch.testing.assert_close(tr.result["mlp"].scores, old)
+    assert tr.dispatch({"type": "recompute"})
+    new = tr.wait()["mlp"]
+    fresh = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1).wait()["mlp"]
+    assert not tr.stale and new.weights_version == lm.state_version
+    torch.testing.assert_close(new.scores, fresh.scores, rtol=1e-5, atol=0)
+    assert not torch.allclose(new.scores, old, rtol=1e-2, atol=0)
+
+
+def test_trace_interleaved_with_an_edit_never_mixes(lm):
+    """An edit lands between two of the widget's steps: the trace starts again and equals a trace of the
+    edited model; the code-level stream stops with WeightsChanged instead of mixing."""
+    tr = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1, start=False)
+    for _ in range(3):
+        tr._advance()
+    lm.edits.apply(rank_one(lm))
+    got = tr.wait()["mlp"]
+    fresh = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1).wait()["mlp"]
+    torch.testing.assert_close(got.scores, fresh.scores, rtol=1e-5, atol=0)
+    assert got.weights_version == lm.state_version
+
+    from ffn_widgets.tracing.results import TraceStream
+    from ffn_widgets.tracing.setup import prepare_trace
+
+    stream = TraceStream(lm, prepare_trace(lm, PROMPT, SUBJECT, samples=2), "mlp", 1, progress=False)
+    steps = stream.steps()
+    next(steps)
+    lm.edits.undo()
+    with pytest.raises(WeightsChanged):
+        for _ in steps:
+            pass
+
+
+def test_runner_restarts_or_fails_when_an_edit_lands_between_steps(lm):
+    """On a running event loop: an edit job (unguarded, as the Editor's) lands while a reading job runs;
+    with ``restart`` the reading job starts again and its rows all come from the new weights."""
+    def reader(rows):
+        for _ in range(4):
+            rows.append(lm.logits(PROMPT)[-1, :8].clone())
+            yield {}
+
+    def edit_job():
+        yield {}
+        lm.edits.apply(rank_one(lm))
+        yield {}
+
+    async def scenario(restart):
+        rows, ended = [], []
+        reading = StepRunner(lambda info: None, lambda status, value: ended.append((status, value)))
+        editing = StepRunner(lambda info: None, lambda status, value: None)
+        reading.start(reader(rows), lm=lm, restart=(lambda: reader(rows.clear() or rows)) if restart else None)
+        editing.start(edit_job())
+        while reading.running or editing.running:
+            await asyncio.sleep(0.01)
+        return rows, ended, reading.restarts
+
+    rows, ended, restarts = asyncio.run(scenario(True))
+    after = lm.logits(PROMPT)[-1, :8]
+    assert restarts == 1 and ended[0][0] == "done" and len(rows) == 4
+    for r in rows:
+        torch.testing.assert_close(r, after)
+    lm.edits.reset()
+    rows, ended, _ = asyncio.run(scenario(False))
+    assert ended[0][0] == "failed" and isinstance(ended[0][1], WeightsChanged)
+
+
+def test_a_job_waits_while_an_edit_is_computed(lm):
+    """The edit goes first: while weights are in between (MEMIT writing layer by layer), a guarded job takes
+    no step, and views hear nothing until the edit is done."""
+    sliders = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=0)
+    steps = []
+
+    def reader():
+        for i in range(3):
+            steps.append((i, lm.watch.busy))
+            yield {}
+
+    async def scenario():
+        runner = StepRunner(lambda info: None, lambda status, value: None)
+        with lm.edits.temporary():
+            lm.edits.apply(rank_one(lm))
+            runner.start(reader(), lm=lm)
+            await asyncio.sleep(0.2)
+            assert steps == [] and sliders.weights_version != lm.state_version  # held
+        while runner.running:
+            await asyncio.sleep(0.01)
+
+    ticks = sliders.ticks
+    asyncio.run(scenario())
+    assert [busy for _, busy in steps] == [False] * 3
+    assert sliders.ticks == ticks and sliders.weights_version == lm.state_version  # the same weights as before
+
+
+def test_views_marked_stale_say_so_and_docked_copies_agree(lm):
+    """Expensive views keep their numbers and say at once that they describe earlier weights; a docked copy is
+    the same widget, so it shows the same state."""
+    ed = fw.Editor(lm, PROMPT, subject=SUBJECT, target=" Rome", layer=1)
+    loc_before = ed.prediction
+    lm.edits.apply(rank_one(lm))
+    assert ed.stale
+    assert ed.dispatch({"type": "recompute"})
+    assert not ed.stale and ed.prediction != loc_before
+    probs = lm.logits(PROMPT)[-1].softmax(-1)
+    assert ed.prediction["prob"] == pytest.approx(float(probs.max()), rel=1e-5)
