@@ -43,13 +43,15 @@ Given `facts=`, the editor lists them and offers MEMIT, AlphaEdit, r-ROME and RO
     code("""cmp = fw.compare_methods(lm, batch, ["memit", "alphaedit", "r-rome"])
 print(cmp)
 cmp.figure()"""),
-    md("""Measured on all 43 dev facts (MEMIT and AlphaEdit: one batch of 43; r-ROME: 43 edits one after another, all kept; layers 0–4 and 4; 2-core CPU):
+    md("""Measured on all 43 dev facts with the edits equal to the reference code (MEMIT and AlphaEdit: one batch of 43; r-ROME: 43 edits one after another, all kept; layers 0–4 and 4; fluency: 50 sampled tokens; `fw.compare_methods(lm, fw.load_facts(), [...], fluency_tokens=50)`, each method in its own process on one thread of a 2-core CPU shared with four other runs, so the times are slow and only compare with each other):
 
-| method | efficacy | paraphrase | fluency before → after | ‖W‖ growth | time |
-|---|---|---|---|---|---|
-| MEMIT | 100 | 88.4 | 506 → 495 | ×1.011 | 320–475 s |
-| AlphaEdit | 100 | 87.2 | 506 → 485 | ×1.015 | 483 s |
-| r-ROME, sequential | 100 (42 edits; one the model already said) | 86.0 | 506 → 497 | ×1.25 | 527 s |
+| method | efficacy | paraphrase | unrelated KL | fluency before → after | ‖W‖ growth | time |
+|---|---|---|---|---|---|---|
+| MEMIT | 100 | 88.4 | 0.010 | 536 → 528 | ×1.009 | 1,760 s |
+| AlphaEdit | 100 | 87.2 | 0.010 | 536 → 554 | ×1.014 | 1,110 s |
+| r-ROME, sequential | 97.7 (42 edits; one the model already said) | 84.9 | 0.037 | 536 → 543 | ×1.23 | 2,676 s |
+
+Before the fix (ROME's KL reversed, MEMIT's keys a flat mean, r-ROME's numerator δ) the same run gave the same efficacy and paraphrase for MEMIT and AlphaEdit, ‖W‖ ×1.011 and ×1.015, and for sequential r-ROME efficacy 100, paraphrase 86.0 and ×1.25.
 
 MEMIT on GPT-J with 10,000 edits (the paper): 98.9 / 88.6, neighbourhood 73.7. With all 43 dev facts edited at once every neighbour prompt is itself an edited fact, so the neighbourhood score says nothing there; the comparison above uses five facts whose neighbours are mostly not edited."""),
     md("""## Edit after edit: the stability experiment, live
@@ -74,7 +76,7 @@ python experiments/stability_curves.py run --method memit --batch 10 --steps 20 
 python experiments/stability_curves.py plot results/*.jsonl --html results/stability.html
 ```
 
-The runs measured on the default model ship with the package (`fw.measured_runs()`):"""),
+The runs measured on the default model ship with the package (`fw.measured_runs()`). They were measured with the edit formulas of before 2026-12-07 (ROME's KL term reversed, MEMIT's keys a flat mean, r-ROME's numerator δ alone), and the figure's title says so until they are measured again:"""),
     code("""runs = fw.measured_runs()
 print(fw.runs_table(runs))
 fw.runs_figure(runs)"""),

@@ -81,7 +81,7 @@ monitor"""),
 run.to_frame()[["edits", "retention", "efficacy", "paraphrase", "neighbourhood", "kl", "norm_ratio"]]"""),
     md("""## The long runs
 
-Three steps show nothing breaking. The package ships runs of **200** edits per method on this model (about an hour each on a laptop; `experiments/stability_curves.py` makes them):"""),
+Three steps show nothing breaking. The package ships runs of **200** edits per method on this model (about an hour each on a laptop; `experiments/stability_curves.py` makes them). They were measured with the edit formulas of before 2026-12-07 (ROME's KL term reversed, MEMIT's keys a flat mean, r-ROME's numerator δ alone), and the figure's title says so until they are measured again:"""),
     code("""runs = fw.measured_runs()
 print(fw.runs_table(runs))
 fw.runs_figure(runs)"""),

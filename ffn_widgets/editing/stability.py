@@ -174,7 +174,9 @@ class StabilityRun:
         fig.update_xaxes(title_text="edits", row=3, col=1)
         fig.update_layout(template="plotly_white", height=620, margin=dict(l=60, r=20, t=60, b=45),
                           title=f"Sequential editing: {self.settings.get('method', '')}, "
-                                f"{self.settings.get('batch', 1)} fact(s) per step")
+                                f"{self.settings.get('batch', 1)} fact(s) per step"
+                                + (f"<br><sub>measured with the {self.settings['formulas']}</sub>"
+                                   if self.settings.get("formulas") else ""))
         return fig
 
     def __repr__(self):
