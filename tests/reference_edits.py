@@ -75,8 +75,19 @@ def reference_value(lm, module, contexts, after, subject, target_ids, settings):
         finally:
             h.remove()
 
-    opt = torch.optim.Adam([delta], lr=settings.lr)
-    kl_init, losses = None, []
+    opt, losses = torch.optim.Adam([delta], lr=settings.lr), []
+    frozen = [p for p in lm.model.parameters() if p.requires_grad]
+    for p in frozen:  # as the reference does (set_requires_grad(False, model)): gradients for δ only
+        p.requires_grad_(False)
+    try:
+        return _optimise(lm, run, prompts, kl_ids, kl_spot, target_ids, delta, state, opt, settings, losses)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _optimise(lm, run, prompts, kl_ids, kl_spot, target_ids, delta, state, opt, settings, losses):
+    kl_init = None
     for it in range(settings.steps):
         nll = torch.stack([-torch.stack([run(ids, spot)[n - 1 + j, t] for j, t in enumerate(target_ids)]).mean()
                            for ids, spot, n in prompts]).mean()
@@ -87,7 +98,7 @@ def reference_value(lm, module, contexts, after, subject, target_ids, settings):
         decay = settings.weight_decay * (delta.norm() / state["v_init"].norm() ** 2)
         loss = nll + kl + decay
         losses.append({k: float(v.detach()) for k, v in (("loss", loss), ("nll", nll), ("kl", kl), ("decay", decay))})
-        if float(loss) < settings.stop_loss or it == settings.steps - 1:
+        if losses[-1]["loss"] < settings.stop_loss or it == settings.steps - 1:
             break
         opt.zero_grad()
         loss.backward()
