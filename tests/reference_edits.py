@@ -89,8 +89,11 @@ def reference_value(lm, module, contexts, after, subject, target_ids, settings):
 def _optimise(lm, run, prompts, kl_ids, kl_spot, target_ids, delta, state, opt, settings, losses):
     kl_init = None
     for it in range(settings.steps):
-        nll = torch.stack([-torch.stack([run(ids, spot)[n - 1 + j, t] for j, t in enumerate(target_ids)]).mean()
-                           for ids, spot, n in prompts]).mean()
+        nlls = []
+        for ids, spot, n in prompts:  # one forward per prompt; the target's tokens read from it
+            logp = run(ids, spot)
+            nlls.append(-torch.stack([logp[n - 1 + j, t] for j, t in enumerate(target_ids)]).mean())
+        nll = torch.stack(nlls).mean()
         kl_now = run(kl_ids, kl_spot)[kl_spot][None]
         if kl_init is None:
             kl_init = kl_now.detach().clone()
