@@ -28,11 +28,12 @@ _LAZY = {name: module for module, names in {
     "memories.corpus": ["load_corpus", "Corpus"],
     "memories.mining": ["mine_triggers"],
     "memories.index": ["TriggerIndex", "Trigger", "load_triggers", "cached_triggers"],
-    "facts": ["load_facts", "fact_target"],
+    "data.facts": ["load_facts", "fact_target"],
     "editing.rome": ["rome_edit", "RomeEdit", "RomeSettings", "default_layer"],
     "editing.stats": ["key_statistics"],
     "editing.memit": ["memit_edit", "alphaedit_edit", "BatchEdit", "MemitSettings"],
-    "editing.evaluate": ["edit_report", "evaluate_edits", "edit_layer_sweep"],
+    "editing.report": ["edit_report"],
+    "editing.evaluate": ["evaluate_edits", "edit_layer_sweep"],
     "editing.stability": ["edit_stability", "stability_steps", "stability_facts", "StabilityRun", "Collapse"],
     "widgets.explorer": ["Explorer"],
     "widgets.prompt_views": ["ActivationHeatmap", "LogitLens"],
@@ -45,9 +46,9 @@ _LAZY = {name: module for module, names in {
     "widgets.editor": ["Editor"],
     "widgets.localize": ["Localize"],
     "widgets.dock": ["dock", "undock", "panel", "Dock"],
-    "localization": ["localize", "localize_many", "Localization", "LocalizationSet"],
+    "editing.localization": ["localize", "localize_many", "Localization", "LocalizationSet"],
     "model.lm": ["current_model", "live_models"],
-    "export": ["export_html"],
+    "widgets.export": ["export_html"],
 }.items() for name in names}
 
 

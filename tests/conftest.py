@@ -90,6 +90,6 @@ def default_lm():
 
 @pytest.fixture(scope="session")
 def dev_facts():
-    from ffn_widgets.facts import load_facts
+    from ffn_widgets.data.facts import load_facts
 
     return load_facts()

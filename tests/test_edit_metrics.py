@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ffn_widgets.editing import metrics as M
-from ffn_widgets.facts import target as object_target
+from ffn_widgets.data.facts import target as object_target
 from ffn_widgets.model import InputError
 
 PROMPTS = ["The Eiffel Tower is located in the city of", "Paris is the capital of", "Hello"]

@@ -14,7 +14,7 @@ import torch
 import ffn_widgets as fw
 from ffn_widgets.editing.memit import MemitSettings, alphaedit_edit, memit_edit, mom2_weight
 from ffn_widgets.editing.rome import RomeSettings, rome_edit
-from ffn_widgets.facts import target
+from ffn_widgets.data.facts import target
 from tests.reference_edits import reference_batch, reference_rome
 
 pytestmark = pytest.mark.real_model

@@ -1,4 +1,4 @@
-"""Self-contained HTML export (ffn_widgets/export.py), the static still in each view's output (snapshot.py) and
+"""Self-contained HTML export (ffn_widgets/widgets/export.py), the static still in each view's output (snapshot.py) and
 the nbconvert exporter (notebook_html.py): the saved state is the widget's own, references are followed,
 model text cannot break out of a ``<script>`` or become HTML."""
 import base64
@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 import ffn_widgets as fw
-from ffn_widgets import export
+from ffn_widgets.widgets import export
 from ffn_widgets.widgets.base import bundle_built
 
 pytestmark = pytest.mark.skipif(not bundle_built(), reason="the front end is not built (make js)")
@@ -147,7 +147,7 @@ def notebook(widgets, roots) -> nbformat.NotebookNode:
 def test_nbconvert_exporter_replaces_our_views_by_working_copies(explorer):
     from nbconvert import HTMLExporter
 
-    from ffn_widgets.notebook_html import FFNHTMLExporter
+    from ffn_widgets.widgets.notebook_html import FFNHTMLExporter
 
     card = explorer.shown
     nb = notebook([explorer, card, explorer.layout, card.layout], [explorer, card])
@@ -166,7 +166,7 @@ def test_nbconvert_exporter_replaces_our_views_by_working_copies(explorer):
 def test_without_saved_state_both_exporters_show_the_still(tiny_lm):
     from nbconvert import HTMLExporter
 
-    from ffn_widgets.notebook_html import FFNHTMLExporter
+    from ffn_widgets.widgets.notebook_html import FFNHTMLExporter
 
     ex = fw.ActivationHeatmap(tiny_lm, PROMPT)
     nb = notebook([], [ex])

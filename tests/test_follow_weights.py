@@ -229,3 +229,116 @@ def test_editor_says_it_is_stale_and_recomputes(lm):
     assert not ed.stale and ed.prediction != before
     probs = lm.logits(PROMPT)[-1].softmax(-1)
     assert ed.prediction["prob"] == pytest.approx(float(probs.max()), rel=1e-5)
+
+
+def test_an_edit_goes_first_when_a_job_holds_the_weights_in_between(lm):
+    """A job paused inside a temporary edit (as MEMIT's, a localisation's, a stability run's) holds the weights.
+    A write from elsewhere goes first: the job lets go (its temporary edit taken out exactly), then the write lands,
+    and the job stops saying why, or starts again on the new weights. Gestures are refused while it holds, readers
+    wait, and nothing is lost: the log and weights are exactly the earlier ones plus the write."""
+    loaded = lm.site_module("neurons", 1).weight.detach().clone()
+    lm.edits.apply(rank_one(lm, seed=5))  # already in the log: the job must not drop it
+    kept, before = list(lm.edits.entries), lm.site_module("neurons", 1).weight.detach().clone()
+    sliders = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=0)
+    measured, read = [], []
+
+    def holding_job():
+        with lm.edits.temporary():
+            lm.edits.apply(rank_one(lm, seed=6))
+            while True:  # measures its temporary edit step by step until stopped
+                measured.append((lm.state_version, lm.logits(PROMPT)[-1, :4].clone()))
+                yield {}
+
+    def reader():
+        for _ in range(2):
+            read.append(lm.logits(PROMPT)[-1, :4].clone())
+            yield {}
+
+    async def until(condition):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        ended = []
+        holder = StepRunner(lambda info: None, lambda status, value: ended.append((status, value)))
+        reading = StepRunner(lambda info: None, lambda status, value: ended.append((status, value)))
+        holder.start(holding_job(), lm=lm)
+        await until(lambda: len(measured) >= 2)
+        assert lm.watch.held_by == "a running job" and lm.watch.holder is holder and len(lm.edits) == 2
+        assert not sliders.dispatch({"type": "scales", "scales": [0.5, 1.0]})  # what it would show is temporary
+        assert "has to wait: a running job" in sliders.error and sliders.scales == [1.0, 1.0]
+        reading.start(reader(), lm=lm)
+        await asyncio.sleep(0.1)
+        assert read == []  # readers wait while the weights are in between
+        new = rank_one(lm, seed=7)
+        lm.edits.apply(new)  # goes first: the job lets go, then this lands
+        assert lm.watch.held_by is None and lm.edits.entries == [*kept, new]
+        await until(lambda: not reading.running)
+        plain = lm.model(input_ids=lm.encode(PROMPT)[None]).logits[0, -1, :4].detach()
+        for r in read:  # the reader ran on the weights the write left, without the job's temporary edit
+            torch.testing.assert_close(r, plain, rtol=0, atol=1e-5)
+        (status, error), done = ended
+        assert status == "failed" and isinstance(error, WeightsChanged) and "edit goes first" in str(error)
+        assert done == ("done", None)
+        lm.edits.undo(new)
+        assert torch.equal(lm.site_module("neurons", 1).weight, before)  # the job's temporary edit left nothing
+
+        measured.clear()
+        holder.start(holding_job(), lm=lm, restart=holding_job)
+        await until(lambda: len(measured) >= 2)
+        lm.edits.undo()  # the earlier edit, undone while the job holds: it goes first, the job starts again
+        await until(lambda: holder.restarts == 1 and len(measured) >= 4)
+        holder.cancel()  # Cancel always gets through, and lets go
+        await until(lambda: not holder.running)
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert ended[-1] == ("cancelled", None) and lm.watch.held_by is None
+    assert lm.edits.entries == [] and torch.equal(lm.site_module("neurons", 1).weight, loaded)
+    versions = [v for v, _ in measured]
+    assert versions[0] == versions[1] != versions[-1]  # rows before and after the restart: two models, never mixed
+    assert not torch.allclose(measured[0][1], measured[-1][1])
+
+
+def test_explorer_stream_interleaved_with_writes_never_mixes(lm):
+    """On a running event loop the explorer streams its parts; a write through ``.data`` (no notice) and an edit
+    (a notice) land between two of its steps. It starts again each time, and everything it ends with (heatmap,
+    tables, lens, value tokens) equals a fresh explorer's on the final weights."""
+    async def main():
+        ex = fw.Explorer(lm, PROMPT)
+        steps, shown = [], ex._runner._on_step
+        ex._runner._on_step = lambda info: (steps.append(info), shown(info))
+
+        async def after(n):
+            goal = len(steps) + n
+            while len(steps) < goal and ex._runner.running:
+                await asyncio.sleep(0)
+            assert ex._runner.running, "the stream ended before the write could land between its steps"
+
+        await after(2)
+        write_data(lm)  # between two steps, and nobody is told: the runner sees it before the next step
+        await after(2)  # it started again: the stream ended with WeightsChanged, the view recomputed
+        assert ex.weights_version == lm.state_version and not ex.error
+        lm.edits.forget()
+        lm.edits.apply(rank_one(lm))  # the log tells the view: it starts again at once
+        while ex._runner.running:
+            await asyncio.sleep(0.01)
+        return ex
+
+    ex = asyncio.run(main())
+    fresh = fw.Explorer(lm, PROMPT)
+    fresh.wait()
+    assert ex.weights_version == lm.state_version and not ex.error and not ex.stale
+    torch.testing.assert_close(ex.computed.run.logits, fresh.computed.run.logits, rtol=0, atol=0)
+    for part in ("grids", "top", "lens", "vocab"):
+        assert plain(ex.data.get(part)) == plain(fresh.data.get(part)), part
+    assert plain(ex.values) == plain(fresh.values)
+
+
+def plain(x):
+    """Synced state with its binary buffers as bytes, to compare by content."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return bytes(x) if isinstance(x, (memoryview, bytearray)) else x

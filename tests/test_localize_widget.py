@@ -132,3 +132,37 @@ def test_bad_input_is_refused_with_the_weights_untouched(lm):
     assert parse_layers("0, 4 8-10") == [0, 4, 8, 9, 10] and parse_layers("none") == []
     with pytest.raises(InputError):
         parse_layers("0-x")
+
+
+def test_an_edit_between_steps_restarts_the_screen_and_one_during_its_edit_goes_first(lm):
+    """Issue 24 on a running event loop: an edit lands while the screen runs, once between two reading steps and
+    once while the screen holds its own temporary edit. Each time it starts again, and what it returns equals a
+    screen of the finally edited model alone (never rows of two models); the weights are that model's, exactly."""
+    from ffn_widgets.editing.log import LogEntry, WeightDelta
+
+    def entry(seed):
+        g = torch.Generator().manual_seed(seed)
+        path = f"{lm.arch.layers}.0.{lm.arch.down}"
+        return LogEntry("test", [], [0], [WeightDelta(path, 2 * torch.randn(lm.d_model, 1, generator=g),
+                                                      torch.randn(1, lm.d_mlp, generator=g))])
+
+    async def main():
+        w = fw.Localize(lm, FACT, edit_layers=[1], **kw())
+        while not w.measures:
+            await asyncio.sleep(0)  # the first trace rows are in
+        lm.edits.apply(entry(1))  # between two reading steps
+        while not lm.watch.held_by:
+            await asyncio.sleep(0)  # now inside the screen's own edit at layer 1
+        lm.edits.apply(entry(2))  # goes first
+        while w.status == "running":
+            await asyncio.sleep(0.01)
+        return w
+
+    w = asyncio.run(main())
+    assert w.status == "done" and w._runner.restarts == 2 and w.error == ""
+    assert len(lm.edits) == 2 and w.result.weights_version == lm.state_version
+    edited = snapshot(lm)
+    expected = fw.localize(lm, FACT, edit_layers=[1], **kw())
+    for name, values in expected.measures.items():
+        np.testing.assert_allclose(w.result.measures[name], values, rtol=1e-5, atol=1e-7, err_msg=name)
+    assert same_weights(lm, edited)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ffn_widgets as fw
-from ffn_widgets.facts import target
+from ffn_widgets.data.facts import target
 
 pytestmark = pytest.mark.real_model
 TOKENS = 8192  # statistics of a small slice keep the test short; the default is 100,000

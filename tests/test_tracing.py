@@ -290,7 +290,7 @@ def test_widget_streams_on_the_event_loop_and_matches_the_analysis(deep_factory)
     async def main():
         widget = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, noise=NOISE, window=3, check_target=False)
         widget.observe(lambda change: seen.append(change["new"]["finished"]), names="grid")
-        await widget._task
+        await widget._runner.task  # the step runner drives it on the loop
         return widget
 
     widget = asyncio.run(main())

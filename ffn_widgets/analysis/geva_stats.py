@@ -38,6 +38,7 @@ class GevaStats:
     examples: int  # corpus positions used for ``composition``
     triggers: int
     top_memories: int | None
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     def to_frame(self):
         import pandas as pd
@@ -50,7 +51,7 @@ class GevaStats:
         """Plotly figure of one statistic: ``"agreement"`` or ``"composition"``."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import integer_ticks, sized, title
+        from .figure_layout import integer_ticks, sized, title
 
         layers = self.layers
         fig = go.Figure()
@@ -103,7 +104,7 @@ def geva_stats(lm: LM, index: TriggerIndex, texts=None, *, layers=None, triggers
     composition, n = memory_composition(lm, texts if texts is not None else index.sentences, layers, examples,
                                         top_memories, [t[:, 0] for t in tops], [b[:, 0] for b in bottoms])
     return GevaStats(np.asarray(layers), agree, agree_any, chance, chance_any, 1 / lm.W_U.shape[0], composition,
-                     n, triggers, top_memories)
+                     n, triggers, top_memories, lm.state_version)
 
 
 def _agreement(top: np.ndarray, next_ids: np.ndarray) -> tuple[float, float]:
@@ -163,7 +164,7 @@ class TokenDependence:
     def figure(self):
         import plotly.graph_objects as go
 
-        from ..figure_layout import integer_ticks, sized, title
+        from .figure_layout import integer_ticks, sized, title
 
         fig = go.Figure(go.Scatter(x=self.layers, y=self.ratio, mode="lines+markers"))
         fig.update_layout(title=title("Shallow vs contextual keys",

@@ -30,6 +30,7 @@ import torch
 
 from ..model import LM, InputError, Intervention, hooked, kv, start_at
 from ..model.recent import remember
+from ..model.watch import same_model
 
 ROWS_PER_BATCH = 120  # (layer, α) rows per forward/backward: 6 layers of 20 steps
 
@@ -51,6 +52,7 @@ class KnowledgeNeurons:
     share: float
     steps: int
     base_probs: list[float] = field(default_factory=list)
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def prompt(self) -> str:
@@ -76,7 +78,7 @@ class KnowledgeNeurons:
         """Layers × neurons, sparse: the main prompt's candidates (grey) and the kept neurons (colour)."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import clip, integer_ticks, sized, title
+        from .figure_layout import clip, integer_ticks, sized, title
 
         cand = self.candidates(0)
         s = self.scores[0]
@@ -180,11 +182,15 @@ def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Seque
     if isinstance(paraphrases, str):
         raise InputError("paraphrases is a list of prompts, not one string: use [\"...\"].")
     prompts = [prompt, *paraphrases]
-    target_id = lm.target_ids(target)[0]
-    scores = torch.stack([attribution(lm, p, target_id, steps, layers) for p in prompts])
+    target_id, version = lm.target_ids(target)[0], lm.state_version
+    scores = []
+    for p in prompts:
+        scores.append(attribution(lm, p, target_id, steps, layers))
+        same_model(lm, version, "The knowledge-neuron attribution")  # no prompts attributed on two models
     base = [float(torch.softmax(lm.logits(p)[-1], -1)[target_id]) for p in prompts]
     kn = from_scores(prompts, lm.token_strings([target_id])[0] if isinstance(target, int) else target, target_id,
-                     scores, steps, threshold, share, base)
+                     torch.stack(scores), steps, threshold, share, base)
+    kn.weights_version = version
     remember(lm, "knowledge", kn)  # neuron cards on this prompt show each neuron's score
     return kn
 
@@ -218,6 +224,7 @@ class KnowledgeExperiment:
     facts: list[dict] = field(default_factory=list, repr=False)
     found: list[KnowledgeNeurons] = field(default_factory=list, repr=False)  # per fact: attributions, neurons
     seed: int = 0
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     def remeasure(self, lm: LM, drop_shared: float | None = None, positions: str | None = None,
                   seed: int | None = None) -> "KnowledgeExperiment":
@@ -255,7 +262,7 @@ class KnowledgeExperiment:
     def figure(self):
         import plotly.graph_objects as go
 
-        from ..figure_layout import sized, title
+        from .figure_layout import sized, title
 
         s = self.summary()
         fig = go.Figure([
@@ -285,7 +292,7 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
     layer-0 neurons), so that what is measured is what is specific to each fact. See ``.dropped``.
     To compare both, ``experiment.remeasure(lm, drop_shared=0.2)`` reuses this run's attributions.
     """
-    from ..facts import target as with_space
+    from ..data.facts import target as with_space
 
     _check_measurement(positions, drop_shared)
     if not facts:
@@ -310,6 +317,9 @@ def _check_measurement(positions: str, drop_shared: float | None) -> None:
 def _measure(lm: LM, facts: list[dict], found: list[KnowledgeNeurons], positions: str, seed: int,
              drop_shared: float | None) -> KnowledgeExperiment:
     """The ×0 / ×2 measurements for knowledge neurons already found (one batch of five rows per prompt)."""
+    version = lm.state_version
+    for kn in found:  # attributions of other weights measured on these would mix two models
+        same_model(lm, kn.weights_version, "Measuring these knowledge neurons")
     dropped = set()
     if drop_shared is not None:
         per_fact = Counter(n for kn in found for n in {(layer, neuron) for layer, neuron, _ in kn})
@@ -330,7 +340,8 @@ def _measure(lm: LM, facts: list[dict], found: list[KnowledgeNeurons], positions
         for c in _CONDITIONS:
             row[f"change_{c}"] = sum((p - b) / b for p, b in zip(probs[c], probs["base"])) / len(probs["base"])
         rows.append(row)
-    return KnowledgeExperiment(rows, positions, sorted(dropped), facts, found, seed)
+    same_model(lm, version, "The knowledge-neuron experiment")
+    return KnowledgeExperiment(rows, positions, sorted(dropped), facts, found, seed, version)
 
 
 def _random_same_layers(lm: LM, chosen, generator) -> list[tuple[int, int]]:

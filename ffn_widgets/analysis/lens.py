@@ -40,6 +40,7 @@ class LensResult:
     target_id: int | None
     post: LensGrid
     mid: LensGrid
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def probs(self) -> torch.Tensor | None:
@@ -53,8 +54,8 @@ class LensResult:
         """Layers × positions heatmap: colour = target probability (or rank), text = top token."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import integer_ticks, sized
-        from ..figure_layout import title as figure_title
+        from .figure_layout import integer_ticks, sized
+        from .figure_layout import title as figure_title
 
         grid = self._grid(stage)
         layers = list(range(grid.top_ids.shape[0]))
@@ -101,7 +102,7 @@ def logit_lens(lm: LM, prompt: str | Run, target: str | int | None = None, k: in
     target_id = None if target is None else lm.target_ids(target)[0]
     text = None if target is None else target if isinstance(target, str) else lm.token_strings([target_id])[0]
     return LensResult(run.tokens, text, target_id, lens_grid(lm, run, "post", target_id, k),
-                      lens_grid(lm, run, "mid", target_id, k))
+                      lens_grid(lm, run, "mid", target_id, k), run.weights_version)
 
 
 def lens_grid(lm: LM, run: Run, stage: str, target_id: int | None = None, k: int = 5) -> LensGrid:

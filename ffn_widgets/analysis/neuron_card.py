@@ -44,6 +44,7 @@ class NeuronCardData:
     knowledge: dict | None = None  # neuron_joins.knowledge_score (+ "source": "given" or "kernel")
     trace: dict | None = None  # neuron_joins.trace_share (+ "source")
     edit: dict | None = None  # neuron_joins.edit_effect
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def agreement(self) -> str:
@@ -70,7 +71,7 @@ class NeuronCardData:
         """Histogram (log count) with the prompt's activations marked, beside the value's token logits."""
         from plotly.subplots import make_subplots
 
-        from ..figure_layout import MIN_PLOT_PX, log_ticks, sized, title
+        from .figure_layout import MIN_PLOT_PX, log_ticks, sized, title
         from ..memories.index import bin_labels
 
         tokens = [repr(t) for t, _ in self.value.top] + [repr(t) for t, _ in self.value.bottom]
@@ -103,7 +104,7 @@ def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = No
     :class:`~ffn_widgets.KnowledgeNeurons`) and ``trace`` (a trace or trace set) are joined; without them the
     kernel's newest ones for this prompt are (``join=False``: none, and no edit check)."""
     lm.check_unit((layer, neuron))
-    card = NeuronCardData(layer, neuron, value_tokens(lm, layer, neuron, k=k))
+    card = NeuronCardData(layer, neuron, value_tokens(lm, layer, neuron, k=k), weights_version=lm.state_version)
     if index is not None:
         if (index.n_layers, index.d_mlp) != (lm.n_layers, lm.d_mlp):
             raise InputError(f"The trigger index is for a model with {index.n_layers} layers x {index.d_mlp} "

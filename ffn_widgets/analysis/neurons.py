@@ -55,6 +55,7 @@ class NeuronRanking:
     activations: list[float]
     contributions: list[float] | None
     value_top: list[list[str]]  # each neuron's top promoted tokens
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     def to_frame(self):
         import pandas as pd
@@ -70,7 +71,7 @@ class NeuronRanking:
 
         values = self.contributions if self.by == "contribution" else self.activations
         labels = [f"N{n}" for n in self.neurons]
-        from ..figure_layout import clip, sized, title
+        from .figure_layout import clip, sized, title
 
         fig = go.Figure(go.Bar(x=values, y=labels, orientation="h",
                                hovertext=[", ".join(t) for t in self.value_top]))
@@ -98,4 +99,4 @@ def top_neurons(lm: LM, prompt: str | Run, layer: int, position: int = -1, k: in
     idx = score.topk(min(k, lm.d_mlp)).indices
     top_ids = value_logits(lm, layer, idx).topk(value_k, dim=-1).indices
     return NeuronRanking(layer, position, run.tokens[position], by, idx.tolist(), acts[idx].tolist(),
-                         contrib[idx].tolist(), [lm.token_strings(row) for row in top_ids])
+                         contrib[idx].tolist(), [lm.token_strings(row) for row in top_ids], run.weights_version)

@@ -77,7 +77,7 @@ class PromptSummary:
             for _ in self.lens_steps(stage):
                 pass
         return LensResult(self.run.tokens, self.target_text, self.target_id, self.lens_grids["post"],
-                          self.lens_grids["mid"])
+                          self.lens_grids["mid"], self.run.weights_version)
 
     def listed(self, layer: int, position: int | None = None) -> torch.Tensor:
         """Sorted ids of the neurons some table lists at ``layer`` (at one position, or any)."""
@@ -102,8 +102,8 @@ class PromptSummary:
         (the activation of ``neuron`` = (layer, neuron) at its layer)."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import clip, integer_ticks, sized
-        from ..figure_layout import title as figure_title
+        from .figure_layout import clip, integer_ticks, sized
+        from .figure_layout import title as figure_title
 
         run, n_layers = self.run, self.run.activations.shape[0]
         if stat == "contrib":

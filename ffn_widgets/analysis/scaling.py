@@ -65,8 +65,8 @@ class Prediction:
     def figure(self, title: str = "Next-token prediction"):
         import plotly.graph_objects as go
 
-        from ..figure_layout import clip, sized
-        from ..figure_layout import title as figure_title
+        from .figure_layout import clip, sized
+        from .figure_layout import title as figure_title
 
         colours = ["#d62728" if i == self.target_id else "#1f77b4" for i in self.top_ids]
         fig = go.Figure(go.Bar(x=self.top_probs[::-1], y=[repr(t) for t in self.top_tokens[::-1]],

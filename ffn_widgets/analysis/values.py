@@ -27,6 +27,7 @@ class ValueTokens:
     bottom: list[tuple[str, float]]
     top_ids: list[int]
     bottom_ids: list[int]
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     def figure(self):
         import plotly.graph_objects as go
@@ -34,7 +35,7 @@ class ValueTokens:
         tokens = [repr(t) for t, _ in self.top] + [repr(t) for t, _ in self.bottom]
         logits = [v for _, v in self.top] + [v for _, v in self.bottom]
         colours = ["#2a7ab8"] * len(self.top) + ["#c0392b"] * len(self.bottom)
-        from ..figure_layout import sized, title
+        from .figure_layout import sized, title
 
         fig = go.Figure(go.Bar(x=logits, y=tokens, orientation="h", marker_color=colours))
         fig.update_layout(title=title(f"Value vector of L{self.layer}.N{self.neuron} in vocabulary space"),
@@ -78,7 +79,7 @@ def value_tokens(lm: LM, layer: int, neuron: int, k: int = 10) -> ValueTokens:
     return ValueTokens(layer, neuron,
                        list(zip(tok(top.indices), top.values.tolist())),
                        list(zip(tok(bottom.indices), (-bottom.values).tolist())),
-                       top.indices.tolist(), bottom.indices.tolist())
+                       top.indices.tolist(), bottom.indices.tolist(), lm.state_version)
 
 
 def value_top_ids(lm: LM, layer: int, neurons, k: int = 3) -> torch.Tensor:

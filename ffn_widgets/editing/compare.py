@@ -55,10 +55,10 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
                     n_unrelated: int = 20, fluency_tokens: int = 0, **edit_kwargs) -> MethodComparison:
     """Write ``facts`` with each of ``methods`` in turn (see the module docstring); the model is left as found.
     ``layer``: ROME's layer and the last of MEMIT's range (None: each method's default)."""
-    from .evaluate import _facts
+    from ..data.facts import edit_facts
     from .memit import default_layers
 
-    facts = _facts(facts)
+    facts = edit_facts(facts)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")

@@ -184,6 +184,7 @@ class EditLog:
     def undo(self, entry: LogEntry | object | None = None) -> LogEntry:
         """Remove the last edit, or ``entry`` (a log entry or the edit object that made it); later edits
         stay, in order, as the same weight changes."""
+        self.lm.watch.make_way()  # before reading the log: a job holding the weights puts its own edits back first
         if not self.entries:
             raise InputError("There is no edit to undo: the weights are as loaded.")
         i = len(self.entries) - 1 if entry is None else self._index(entry)
@@ -192,16 +193,19 @@ class EditLog:
 
     def reset(self) -> None:
         """Back to the weights as loaded, bit for bit."""
+        self.lm.watch.make_way()
         self._rebuild([])
 
     def forget(self) -> None:
         """Drop the log and keep the current weights as they are (after writes made outside the log)."""
+        self.lm.watch.make_way()
         self.entries, self.originals, self._seen, self._base_fingerprint = [], {}, {}, None
         self._changed()
 
     @contextmanager
     def temporary(self):
         """Edits made inside the ``with`` body are undone on exit, errors and Ctrl-C included."""
+        self.lm.watch.make_way()  # the log as it stands, without a paused job's temporary edits
         keep, version = list(self.entries), self.lm.weights_version
         with self.lm.watch.editing() as hold:  # views hear of the weights once the body is done, not in between
             try:
@@ -216,6 +220,7 @@ class EditLog:
     @contextmanager
     def original(self):
         """The weights as loaded during the ``with`` body (every edit suspended), the edits back on exit."""
+        self.lm.watch.make_way()
         keep = list(self.entries)
         if not keep:
             yield self
@@ -231,6 +236,7 @@ class EditLog:
     def without(self, entry):
         """The weights without one edit during the ``with`` body (the others kept, in order), all back on exit:
         how an edit's "before" is measured once later edits exist."""
+        self.lm.watch.make_way()
         keep = list(self.entries)
         i = self._index(entry)
         with self.lm.watch.editing(restores=True):
@@ -265,6 +271,7 @@ class EditLog:
     def load(self, path) -> "EditLog":
         """Replace this log by the one saved at ``path``: reset, then replay its edits. Refused (weights
         untouched) when it was made for other weights; each replayed matrix is checked against its checksum."""
+        self.lm.watch.make_way()
         from safetensors import safe_open
 
         path = Path(path)
@@ -343,6 +350,7 @@ class EditLog:
             self._seen[p] = (w.data_ptr(), w._version)
 
     def _check_untouched(self) -> None:
+        self.lm.watch.make_way()  # a job holding the weights in between lets go first: nothing is lost
         for p, seen in self._seen.items():
             w = writable(self.lm.model.get_submodule(p))
             if (w.data_ptr(), w._version) != seen:

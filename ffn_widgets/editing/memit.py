@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..facts import load_facts, target
+from ..data.facts import load_facts, target
 from ..model import LM, InputError
 from ..model.hooks import hooked
 from ..model.long_runs import run_steps
@@ -69,10 +69,10 @@ class BatchEdit(LoggedEdit):
     entry: LogEntry | None = None
 
     def report(self, facts=None, k: int = 5):
-        """Before → after on every fact's prompt and paraphrases (an :class:`~.evaluate.EditReport`); ``facts``
+        """Before → after on every fact's prompt and paraphrases (an :class:`~.report.EditReport`); ``facts``
         give true objects and paraphrases (default: the dev facts with the same prompts). "Before" is the
         model without this edit (other edits kept)."""
-        from .evaluate import batch_report
+        from .report import batch_report
 
         return batch_report(self, facts, k)
 

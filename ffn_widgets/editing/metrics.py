@@ -18,7 +18,7 @@ from collections import Counter
 
 import torch
 
-from ..facts import target as object_target
+from ..data.facts import target as object_target
 from ..model import LM, InputError, kv
 
 _WORD = re.compile(r"\w+|[^\w\s]")

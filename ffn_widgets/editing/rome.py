@@ -96,7 +96,7 @@ class RomeEdit(LoggedEdit):
 
     def report(self, fact: dict | None = None):
         """Before/after on the prompt, its paraphrases and neighbouring prompts (see :func:`edit_report`)."""
-        from .evaluate import edit_report
+        from .report import edit_report
 
         return edit_report(self, fact)
 

@@ -56,10 +56,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from ..facts import target as object_target
+from ..data.facts import edit_facts
+from ..data.facts import target as object_target
 from ..model import LM, InputError
 from ..model.long_runs import progress_bar
-from .evaluate import _facts
 from .log import oriented_weight
 from .metrics import generate, kl, next_token_dists, ngram_entropy, pair_probs
 from .rome import AlreadyAnswered, rome_steps
@@ -193,7 +193,7 @@ class StabilityRun:
 def stability_facts(facts, n: int, seed: int = 0) -> list[dict]:
     """``n`` facts to edit in order: the given ones, then generated rounds (see the module docstring).
     Each is a copy of its base fact with ``target_new`` set and ``round`` added."""
-    facts = _facts(facts)
+    facts = edit_facts(facts)
     objects: dict = {}
     for f in facts:
         objects.setdefault(f.get("relation"), set()).update({_obj(f["target_true"]), _obj(f["target_new"])})
@@ -222,7 +222,7 @@ def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, 
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise InputError(f"batch must be a positive integer, got {batch!r}.")
-    base = _facts(facts)
+    base = edit_facts(facts)
     steps = -(-len(base) // batch) if steps is None else steps
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps!r}.")
@@ -303,7 +303,7 @@ def edit_stability(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, s
     gen = stability_steps(lm, facts, method, batch, steps, layer=layer, seed=seed, stop_on_collapse=stop_on_collapse,
                           n_unrelated=n_unrelated, unrelated=unrelated, fluency_tokens=fluency_tokens,
                           collapse=collapse, keep_edits=keep_edits, every=every, **edit_kwargs)
-    total = steps if isinstance(steps, int) and steps > 0 else -(-len(_facts(facts)) // max(1, int(batch)))
+    total = steps if isinstance(steps, int) and steps > 0 else -(-len(edit_facts(facts)) // max(1, int(batch)))
     total = -(-total // every) if isinstance(every, int) and every > 0 else total
     bar = progress_bar(progress, total, f"sequential {method}")
     try:

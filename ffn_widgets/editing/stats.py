@@ -28,6 +28,7 @@ from ..memories.corpus import Corpus, load_corpus
 from ..model import LM, InputError
 from ..model.loading import cache_dir
 from ..model.long_runs import deferred_interrupt, progress_bar
+from ..model.watch import same_model
 
 DEFAULT_TOKENS = 100_000
 TEXT_TOKENS = 256
@@ -88,7 +89,9 @@ class KeyMoments:
         last_save = time.monotonic()
         try:
             with self.lm.edits.original():
+                version = self.lm.state_version
                 for start in range(done, len(texts), BATCH_TEXTS):
+                    same_model(self.lm, version, "The key statistics")  # sums over one model only
                     batch = texts[start:start + BATCH_TEXTS]
                     with deferred_interrupt():
                         add_key_moments(self.lm, batch, self.todo, sums)

@@ -161,7 +161,7 @@ def _bleed(lm, answer):
           "that layer did not make ' Rome' beat ' Paris'. Edits high in the network tend to fail.")
 def _failing_layer(lm, answer):
     from ..editing.rome import rome_edit
-    from ..facts import target
+    from ..data.facts import target
 
     layer = lm.check_layer(_int(answer, "a layer number"))
     new, true = _tid(lm, target(EDIT["target_new"])), _tid(lm, target(EDIT["target_true"]))

@@ -21,10 +21,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import InputError
+from ..model.loading import cache_dir
+
+if TYPE_CHECKING:
+    from ..model import LM
+    from .corpus import Corpus
 
 FORMAT = "ffn_widgets.triggers"  # the on-disk format's name (not a module path)
 VERSION = 1
@@ -191,7 +197,7 @@ class TriggerIndex:
         """Plotly bar chart of the neuron's activation histogram (log count), optionally marking a value."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import log_ticks, sized, title
+        from ..analysis.figure_layout import log_ticks, sized, title
 
         counts, _ = self.histogram(layer, neuron)
         labels = bin_labels()
@@ -226,6 +232,13 @@ def bin_labels() -> list[str]:
     return out
 
 
+def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: int, batch_tokens: int) -> Path:
+    """Where an index lives in the user cache: one folder per model, corpus and parameters."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in lm.name.split("/")[-1])[:40]
+    name = f"{slug}-{lm.fingerprint[:8]}-{corpus.digest}-k{k}-{dtype}-t{max_tokens}-b{batch_tokens}"
+    return cache_dir() / "triggers" / name
+
+
 def load_triggers(path) -> TriggerIndex:
     """Open a trigger index folder written by :func:`ffn_widgets.mine_triggers` or the ``mine`` command."""
     return TriggerIndex.load(path)
@@ -237,7 +250,6 @@ def cached_triggers(lm, corpus=None, k: int = 25, max_tokens: int = 128, batch_t
     cache for ``lm`` over ``corpus`` in the model's dtype, float32 or bfloat16; None if there is none. Opening
     never mines, so a notebook can use a full index when one exists and mine a slice otherwise."""
     from .corpus import Corpus, load_corpus
-    from .mining import default_index_path
 
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     for dtype in dict.fromkeys((str(lm.dtype).replace("torch.", ""), "float32", "bfloat16")):

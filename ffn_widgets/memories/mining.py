@@ -29,11 +29,12 @@ import torch
 from ..model import InputError, Intervention
 from ..model.hooks import hooked
 from ..model.lm import LM
-from ..model.loading import as_dtype, cache_dir
+from ..model.loading import as_dtype
 from ..model.long_runs import deferred_interrupt, progress_bar
+from ..model.watch import same_model
 from .bookkeeping import LOW, PAD, add_histogram, decode_keys, encode_keys, merge_topk
 from .corpus import Corpus, load_corpus
-from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, SUB_BINS, VERSION, TriggerIndex
+from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, SUB_BINS, VERSION, TriggerIndex, default_index_path
 
 _STATIC = ("token_ids", "token_ends", "sentence_offsets")
 _STATE = ("top_activation", "top_sentence", "top_position", "histogram")
@@ -70,13 +71,6 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
     miner = Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
                    fingerprint=lm.fingerprint)
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
-
-
-def default_index_path(lm: LM, corpus: Corpus, k: int, dtype: str, max_tokens: int, batch_tokens: int) -> Path:
-    """Where an index lives in the user cache: one folder per model, corpus and parameters."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in lm.name.split("/")[-1])[:40]
-    name = f"{slug}-{lm.fingerprint[:8]}-{corpus.digest}-k{k}-{dtype}-t{max_tokens}-b{batch_tokens}"
-    return cache_dir() / "triggers" / name
 
 
 def _converted(lm: LM, dtype: torch.dtype) -> LM:
@@ -122,8 +116,10 @@ class Miner:
         last_save, stop = time.monotonic(), len(self.batches)
         if max_batches is not None:
             stop = min(stop, state.batches_done + max_batches)
+        version = self.lm.state_version
         try:
             for b in range(state.batches_done, stop):
+                same_model(self.lm, version, "Mining")  # an index from two models would describe neither
                 with deferred_interrupt():
                     self._step(state, self.batches[b])
                 if bar is not None:

@@ -22,6 +22,7 @@ from transformers.pytorch_utils import Conv1D
 
 from . import kv, placement
 from .architectures import Architecture, architecture_for
+from .errors import InputError
 from .hooks import SITES, Intervention, collect, hooked
 from .identity import WeightsVersion, fingerprint
 
@@ -47,10 +48,6 @@ def current_model() -> "LM":
 def on_new_model(callback) -> None:
     """Call ``callback(lm)`` whenever a model is wrapped (the side panel's model list follows)."""
     _ON_NEW.append(callback)
-
-
-class InputError(ValueError):
-    """Bad user input (prompt, layer, neuron, target, subject): the message says what is allowed."""
 
 
 @dataclass

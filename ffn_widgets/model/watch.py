@@ -12,6 +12,15 @@ registered views when that number moved since it last told them. It is asked to 
 While an edit is being computed (``with watch.editing():``: MEMIT writes its layers one by one into a
 temporary copy, stability runs write and take out edits) nobody is told and running jobs wait: the edit goes
 first, and what runs beside it restarts on the weights it leaves (:class:`~ffn_widgets.widgets.runner.StepRunner`).
+
+A job that pauses between two steps *inside* such a block (a localisation measuring a temporary edit, a stability
+run, a MEMIT batch, the key statistics of the weights as loaded) *holds* the weights (:attr:`StateWatch.held_by`):
+on leaving the block it puts back the edit log it started from, so a write from elsewhere made in between would be
+lost. The rule is the same as above, **the edit goes first**: a write through the edit log (apply, undo, reset,
+load, forget) first makes the holding job let go (:meth:`StateWatch.make_way`: the job is closed, its blocks put
+the log back exactly), then lands; the job starts again on the new weights, or stops and says why. Other jobs
+wait while the weights are held, and view gestures are refused with a message naming the job (what they would
+show is a temporary model).
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from types import SimpleNamespace
 
-from .lm import InputError
+from .errors import InputError
 
 _ALL: "weakref.WeakSet[StateWatch]" = weakref.WeakSet()
 
@@ -43,12 +52,27 @@ class StateWatch:
         self._callbacks: list = []  # weak references: a view that is gone stops listening
         self.seen = lm.state_version
         self.editing_depth = 0
+        self.held_by: str | None = None  # a paused job that holds the weights in between (what it is)
+        self.holder: object = None  # and the runner that drives it
         _ALL.add(self)
 
     @property
     def busy(self) -> bool:
         """An edit is being computed: the weights are in between."""
         return self.editing_depth > 0
+
+    def check_free(self, what: str = "This change") -> None:
+        """Raise :class:`InputError` while a paused job holds the weights in between (see the module docstring)."""
+        if self.held_by is not None:
+            raise InputError(f"{what} has to wait: {self.held_by} is working on a temporary state of this model's "
+                             "weights (an edit being computed or measured), so what it would show now is not the "
+                             "model. Try again when that job has finished, or cancel it.")
+
+    def make_way(self) -> None:
+        """A write from elsewhere is about to land: the job holding the weights lets go first (see above)."""
+        holder = self.holder
+        if holder is not None:
+            holder.preempt()
 
     def add(self, callback: Callable[..., object]) -> None:
         """Call ``callback(version, same_as)`` whenever the state version moves; ``same_as`` is the version

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..facts import target as with_space
+from ..data.facts import target as with_space
 from ..model import LM, InputError
+from ..model.watch import same_model
 from .results import COLOURS, TITLES, TraceSet, TraceStream
 from .setup import check_kinds, check_window, embedding_sigma, prepare_trace
 
@@ -45,6 +46,7 @@ class TraceAverage:
     p_corrupted: float
     traces: list[TraceSet] = field(repr=False)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``)
 
     @property
     def n_facts(self) -> int:
@@ -78,7 +80,7 @@ class TraceAverage:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        from ..figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
+        from ..analysis.figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
 
         fig = make_subplots(rows=1, cols=len(self.kinds), shared_yaxes=True, horizontal_spacing=BAR_GAP,
                             subplot_titles=[TITLES[k] for k in self.kinds])
@@ -99,7 +101,7 @@ class TraceAverage:
         """Average indirect effect per layer at one token group, one line per kind."""
         import plotly.graph_objects as go
 
-        from ..figure_layout import integer_ticks, sized, title
+        from ..analysis.figure_layout import integer_ticks, sized, title
 
         if group not in GROUPS:
             raise InputError(f"group must be one of {', '.join(GROUPS)}, got {group!r}.")
@@ -142,6 +144,7 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
                 skipped.append((fact["prompt"], str(exc)))
             else:
                 traces.append(TraceStream(lm, setup, kinds, window, progress=False).run())
+                same_model(lm, traces[0].weights_version, "trace_many")  # every fact traced on one model
             if bar is not None:
                 bar.update()
     finally:
@@ -177,4 +180,4 @@ def average(traces: list[TraceSet], skipped=()) -> TraceAverage:
     firsts = [next(iter(t.values())) for t in traces]
     return TraceAverage(kinds, {k: mean(sums[k]) for k in kinds}, {k: mean(effects[k]) for k in kinds}, counts,
                         sum(f.p_clean for f in firsts) / len(firsts), sum(f.p_corrupted for f in firsts) / len(firsts),
-                        list(traces), list(skipped))
+                        list(traces), list(skipped), traces[0].weights_version)

@@ -110,7 +110,7 @@ class TraceResult:
     def figure(self):
         import plotly.graph_objects as go
 
-        from ..figure_layout import ROW_PX, integer_ticks, sized, title
+        from ..analysis.figure_layout import ROW_PX, integer_ticks, sized, title
 
         fig = go.Figure(self.heatmap())
         fig.update_layout(title=title(self.title(), self.caption()), yaxis_autorange="reversed",
@@ -122,7 +122,7 @@ class TraceResult:
         return f"Restoring the {self.kind} state ({what}): p({self.target!r})"
 
     def caption(self) -> str:
-        from ..figure_layout import clip
+        from ..analysis.figure_layout import clip
 
         how = (f"corrupted prompt {clip(self.corrupted_prompt)!r}" if self.corrupted_prompt else
                f"{len(self.p_corrupted_samples)} noise samples, σ = {self.sigma:.3g}")
@@ -132,10 +132,15 @@ class TraceResult:
 class TraceSet(dict):
     """Several kinds traced in one pass: ``{kind: TraceResult}`` with a combined figure."""
 
+    @property
+    def weights_version(self) -> int:
+        """The model state every kind was traced on (one pass: the same for all)."""
+        return next(iter(self.values())).weights_version
+
     def figure(self):
         from plotly.subplots import make_subplots
 
-        from ..figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
+        from ..analysis.figure_layout import BAR_GAP, ROW_PX, colorbars_beside, integer_ticks, sized, title
 
         parts = list(self.values())
         fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[TITLES[p.kind] for p in parts],

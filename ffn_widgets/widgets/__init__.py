@@ -1,5 +1,6 @@
 """anywidget views. ``ViewWidget`` is the platform (see ``base.py``); each module here is one view and
 holds no science: it calls an analysis and packs the result (``serialize.pack``, ``payload``)."""
+from . import dock  # noqa: F401  (sets ViewWidget.docking)
 from .base import ViewWidget, bundle_built, handles
 from .explorer import Explorer
 from .neuron_list import NeuronList

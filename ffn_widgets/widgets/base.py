@@ -26,30 +26,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from pathlib import Path
 
 import anywidget
 import traitlets
 
-BUNDLE = Path(__file__).resolve().parent.parent / "static" / "widget.js"
-
-# Shown instead of the views when the bundle is missing; plain text only, no network.
-_NOT_BUILT_ESM = """
-export default {
-  render({ el }) {
-    const box = document.createElement("div");
-    box.style.cssText = "padding:8px 12px;border:1px solid #c0392b;border-radius:4px;color:#c0392b;font-family:sans-serif";
-    box.textContent = "ffn_widgets: the front end was not built, so this widget cannot be drawn. " +
-      "Build it with `make js` (or `cd js && npm ci && npm run build`) and restart the kernel.";
-    el.appendChild(box);
-  }
-};
-"""
-
-
-def bundle_built() -> bool:
-    return BUNDLE.is_file()
-
+from .bundle import NOT_BUILT_ESM, BUNDLE, bundle_built
 
 def handles(name: str):
     """Mark a method as the handler of JS messages ``{"type": name, ...}``."""
@@ -64,7 +45,7 @@ def handles(name: str):
 class ViewWidget(anywidget.AnyWidget):
     """Base of every ffn_widgets view; see the module docstring for the contract."""
 
-    _esm = BUNDLE if bundle_built() else _NOT_BUILT_ESM
+    _esm = BUNDLE if bundle_built() else NOT_BUILT_ESM
     view = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Dict({}).tag(sync=True)
@@ -96,20 +77,24 @@ class ViewWidget(anywidget.AnyWidget):
         """The view's numbers as a pandas DataFrame: its result's ``to_frame()``."""
         return self._result().to_frame()
 
+    def settle(self) -> None:
+        """Land what the view still streams before a static copy is taken (:func:`.export.export_html`); views
+        that stream override this. Long jobs (a causal trace, an edit) are not waited for."""
+
     def to_html(self, path, title: str | None = None):
         """This view as one self-contained HTML file that works offline without a kernel
-        (:func:`ffn_widgets.export.export_html`); returns the path."""
-        from ..export import export_html
+        (:func:`ffn_widgets.widgets.export.export_html`); returns the path."""
+        from .export import export_html
 
         return export_html([self], path, title=title)
 
     def _repr_mimebundle_(self, **kwargs):
         """anywidget's bundle plus a static ``text/html`` still of a few kB, shown where no widget manager
-        draws the view (nbconvert of a notebook saved without widget state, GitHub): :mod:`ffn_widgets.snapshot`."""
+        draws the view (nbconvert of a notebook saved without widget state, GitHub): :mod:`ffn_widgets.widgets.snapshot`."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
-        from ..snapshot import snapshot_html
+        from .snapshot import snapshot_html
 
         data, metadata = bundle
         return {**data, "text/html": snapshot_html(self)}, metadata
@@ -153,16 +138,23 @@ class ViewWidget(anywidget.AnyWidget):
             if lm.state_version != self.weights_version and not lm.watch.busy:
                 self._weights_moved(lm.state_version)
 
+    def check_free(self) -> None:
+        """Refuse a gesture while another view's job holds the weights in between (:mod:`ffn_widgets.model.watch`):
+        what it would show is a temporary model."""
+        lm = getattr(self, "_followed", None)
+        if lm is not None and lm.watch.holder is not getattr(self, "_runner", None):
+            lm.watch.check_free("This view")
+
     @handles("recompute")
     def _on_recompute(self, msg):
         self.recompute()
 
     # ---- the side panel ------------------------------------------------------------------------
+    docking: Callable | None = None  # the side panel's dock function; :mod:`.dock` sets it (it builds on this class)
+
     def dock(self):
         """Show this view in the FFN side panel too (a second, live view of the same widget)."""
-        from .dock import dock
-
-        return dock(self)
+        return ViewWidget.docking(self)  # set when the widgets package loads (its __init__ imports .dock)
 
     @handles("dock")
     def _dock_message(self, msg):
@@ -199,7 +191,9 @@ class ViewWidget(anywidget.AnyWidget):
                 known = ", ".join(sorted(self._handlers)) or "none"
                 raise ValueError(f"This widget has no handler for message type {kind!r} (known: {known}).")
             with self.reporting():
-                if kind != "recompute":
+                if kind != "cancel":  # Cancel always gets through (it is how a held model is let go)
+                    self.check_free()
+                if kind not in ("recompute", "cancel"):
                     self.check_weights()
                 handler(msg)
                 ok = not self.error  # an observer the handler triggered may have reported an error

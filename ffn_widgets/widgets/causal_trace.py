@@ -19,7 +19,6 @@ opens in the explorer's panel when the trace is in one, else below the trace (an
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 import traitlets
@@ -31,6 +30,7 @@ from ..model.recent import remember
 from ..tracing.results import TraceSet, TraceStream
 from ..tracing.setup import prepare_patch, prepare_trace
 from .base import ViewWidget, describe, handles
+from .runner import StepRunner
 from .serialize import neuron_rows, pack
 
 
@@ -52,7 +52,7 @@ class CausalTrace(ViewWidget):
         self._asked = (prompt, subject, target, corrupted_prompt, kind, samples, noise, window, seed, check_target)
         self.editor = None  # the Editor opened from this trace (open_editor)
         self._explorer = None
-        self._task = None
+        self._runner = StepRunner(self._on_step, self._ended)
         self._last_progress = 0.0
         self.title = f"Causal trace: {prompt}"
         self._prepare()
@@ -75,60 +75,57 @@ class CausalTrace(ViewWidget):
 
     def _recompute(self) -> None:
         """Trace again on the current weights (the Recompute button of a trace that describes earlier ones)."""
+        self._runner.stop()
         self._prepare()
         self.start()
 
     # ---- running -------------------------------------------------------------------------------
     def start(self) -> None:
         """Schedule the trace on the running event loop (a Jupyter kernel); without one, :meth:`wait`."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if not self._runner.running and self._status == "waiting":
+            if self.stream.weights_version != self.lm.state_version:  # prepared on earlier weights
+                self._prepare()
+            self._runner.start(self._job(), lm=self.lm, restart=self._restart)
+
+    def _job(self):
+        """The trace as the step runner drives it: one batched forward (or one finished row) per step."""
+        for row in self._steps:
+            yield {"row": row}
+
+    def _restart(self):
+        """The weights moved between two steps: a fresh setup and stream on the current model."""
+        self._prepare()
+        return self._job()
+
+    def _on_step(self, info: dict) -> None:
+        if info.get("stage") == "restart":
+            self.progress = {"message": info["message"], "fraction": None}
             return
-        if self._task is None or self._task.done():  # a running task goes on with the new stream
-            self._task = loop.create_task(self._drive())
-
-    async def _drive(self):
-        while self._status not in ("done", "cancelled", "failed"):
-            if self.lm.watch.busy:  # an edit is being computed: it goes first, the trace restarts after it
-                await asyncio.sleep(0.05)
-                continue
-            if not self._advance():
-                break
-            await asyncio.sleep(0)
-
-    def _advance(self) -> bool:
-        """One step (one batched forward); False when finished, cancelled or failed."""
-        if self._status in ("done", "cancelled", "failed"):
-            return False
-        if self.lm.state_version != self.stream.weights_version:  # an edit landed mid-trace: start again
-            self._prepare()
         self._status = "running"
-        try:
-            step = next(self._steps)
-        except StopIteration:
-            self._status = "cancelled" if self.stream.engine.cancelled else "done"
-            if self._status == "done":  # neuron cards on this prompt join it (their trace share)
-                remember(self.lm, "trace", self.stream.result())
-            self.progress = {}
-            self._publish()
-            return False
-        except Exception as exc:  # noqa: BLE001 - shown in the widget; the hook core has cleaned up
-            self._status = "failed"
-            self.error = describe(exc)
-            self.progress = {}
-            self._publish()
-            return False
-        if step is None:
+        if info["row"] is None:
             self._report_progress()
         else:
             self._publish()
-        return True
+
+    def _ended(self, status: str, value) -> None:
+        if status == "done":
+            status = "cancelled" if self.stream.engine.cancelled else "done"
+            if status == "done":  # neuron cards on this prompt join it (their trace share)
+                remember(self.lm, "trace", self.stream.result())
+        elif status == "failed":
+            self.error = describe(value)
+        self._status, self.progress = status, {}
+        self._publish()
+
+    def _advance(self) -> bool:
+        """One step (one batched forward); False when finished, cancelled or failed."""
+        self.start()
+        return self._runner.advance()
 
     def wait(self) -> TraceSet:
         """Finish the trace here and now (continuing where the background task is) and return it."""
-        while self._advance():
-            pass
+        self.start()
+        self._runner.finish()
         return self.result
 
     def cancel(self) -> None:

@@ -171,3 +171,6 @@ def _show(frontend) -> None:
         frontend.commands.execute(SHOW_PANEL, {"quiet": True})
     else:
         frontend.shell.expand_right()
+
+
+ViewWidget.docking = staticmethod(dock)  # view.dock() and every view's dock button

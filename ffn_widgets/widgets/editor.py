@@ -17,7 +17,7 @@ and the model's whole edit log (``lm.edits``, edits made from code included) wit
     fw.Editor(lm, facts=facts, method="memit")   # batch mode: a list of facts (or a facts file) in one Apply,
                                                  # MEMIT / AlphaEdit (one entry) or ROME / r-ROME (one per fact)
 
-The science is :func:`~ffn_widgets.editing.rome.rome_steps` and :func:`~ffn_widgets.editing.evaluate.edit_report`;
+The science is :func:`~ffn_widgets.editing.rome.rome_steps` and :func:`~ffn_widgets.editing.report.edit_report`;
 this class drives and serialises them.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..editing.stats import DEFAULT_TOKENS
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
 from .editor_batch import BATCH_METHODS, batch_job, check_batch
+from .payload import comparison_rows, entry_key, finite_or_none
 from .runner import StepRunner
 from .serialize import pack
 
@@ -73,7 +74,7 @@ class Editor(ViewWidget):
             raise InputError(f"method must be one of {', '.join(self.methods)}, got {method!r}.")
         if fact is not None and not isinstance(fact, dict):
             raise InputError(f"fact must be a dict like the lines of the facts file, got {type(fact).__name__}.")
-        from ..facts import target as continuation
+        from ..data.facts import target as continuation
 
         fact = fact or {}
         self.lm, self.fact, self.seed, self.tokens, self.corpus = lm, fact or None, seed, tokens, corpus
@@ -135,7 +136,7 @@ class Editor(ViewWidget):
         with self.hold_sync():
             self._failure, self.curve, self.comparison, self.status = None, [], {}, "running"
             self._show(first)
-        if self._runner.start(job):
+        if self._runner.start(job, lm=self.lm):
             return None
         self._runner.finish()
         if self._failure is not None:
@@ -212,23 +213,22 @@ class Editor(ViewWidget):
         if info.get("stage") == "optimise":
             if info.get("step") == 0:
                 self.curve = []  # batch mode: each fact's optimisation drawn anew
-            point = {k: _number(info.get(k)) for k in CURVE_KEYS}
+            point = {k: finite_or_none(info.get(k)) for k in CURVE_KEYS}
             if info.get("fraction"):
                 point["of"] = round((info["step"] + 1) / info["fraction"])  # the planned number of steps
             self.curve = [*self.curve, point]
 
     def _make_report(self) -> None:
-        from ..editing.evaluate import edit_report
+        from ..editing.report import edit_report
 
         edit = self.edit
         self.report = edit_report(edit, self.fact, paraphrases=self.paraphrases, neighbours=self.neighbours)
-        rows = [{"kind": r["kind"], "prompt": r["prompt"], "true": r["true"], "new": r["new"],
-                 "before": _side(r["before"]), "after": _side(r["after"])} for r in self.report.rows]
+        rows = comparison_rows(self.report)
         with self.hold_sync():
             self.comparison = {"rows": rows, "continuations": dict(self.report.continuations), "layer": edit.layer,
                                "subject": edit.subject, "target": edit.target, "method": edit.method,
-                               "delta_norm": _number(edit.delta_norm), "applied": edit.applied,
-                               "key": _key(edit.entry)}
+                               "delta_norm": finite_or_none(edit.delta_norm), "applied": edit.applied,
+                               "key": entry_key(edit.entry)}
             self.weights_version, self.stale = self.lm.state_version, ""
 
     def _recompute(self) -> None:
@@ -267,8 +267,8 @@ class Editor(ViewWidget):
             rows = []
             for i, e in enumerate(log.entries):
                 r = e.row()
-                rows.append({"key": _key(e), "index": i, "method": r["method"], "facts": e.facts, "layers": e.layers,
-                             "norm": _number(r["update norm"]), "time": r["time"], "mine": e in self._mine})
+                rows.append({"key": entry_key(e), "index": i, "method": r["method"], "facts": e.facts, "layers": e.layers,
+                             "norm": finite_or_none(r["update norm"]), "time": r["time"], "mine": e in self._mine})
             with self.hold_sync():
                 self.edit_log = rows
                 if self.comparison:
@@ -300,7 +300,7 @@ class Editor(ViewWidget):
     @handles("undo")
     def _on_undo(self, msg):
         key = msg.get("key")
-        entry = next((e for e in self.lm.edits.entries if _key(e) == key), None)
+        entry = next((e for e in self.lm.edits.entries if entry_key(e) == key), None)
         if entry is None:
             raise InputError("That edit is no longer in the log (undone or reset meanwhile).")
         self.undo(entry)
@@ -311,24 +311,11 @@ class Editor(ViewWidget):
 
 
 # ---- serialising ------------------------------------------------------------------------------------
-def _key(entry) -> str:
-    return f"{id(entry):x}"
-
-
-def _number(v):
-    return None if v is None or not math.isfinite(float(v)) else float(v)
-
-
 def _layer(v) -> int:
     try:
         return int(v)
     except (TypeError, ValueError):
         raise InputError(f"The layer must be a whole number, got {v!r}.") from None
-
-
-def _side(s: dict) -> dict:
-    return {"p_true": _number(s["p_true"]), "p_new": _number(s["p_new"]),
-            "top": [[str(t), _number(p)] for t, p in s["top"]]}
 
 
 def _hint_values(lm: LM, hint) -> torch.Tensor | None:

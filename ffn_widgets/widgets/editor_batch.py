@@ -7,11 +7,12 @@ A fact the model already completes with its new object is skipped (there is noth
 """
 from __future__ import annotations
 
-from ..editing.evaluate import EditReport, batch_rows, measure_rows, report_rows
+from ..data.facts import target
+from ..editing.report import EditReport, batch_rows, measure_rows, report_rows
 from ..editing.memit import batch_steps, check_requests, default_layers
 from ..editing.rome import AlreadyAnswered, rome_steps
-from ..facts import target
 from ..model import InputError
+from .payload import comparison_rows, entry_key, finite_or_none
 
 BATCH_METHODS = ("memit", "alphaedit", "r-rome", "rome")
 
@@ -19,7 +20,7 @@ BATCH_METHODS = ("memit", "alphaedit", "r-rome", "rome")
 def check_batch(lm, facts) -> list[dict]:
     """The facts of a batch (a list of dicts or a facts file), checked as MEMIT checks its requests."""
     if isinstance(facts, str) or hasattr(facts, "__fspath__"):
-        from ..facts import load_facts
+        from ..data.facts import load_facts
 
         facts = load_facts(path=facts)
     facts = [dict(f) for f in facts]
@@ -63,7 +64,7 @@ def batch_job(editor, facts: list[dict], method: str, layer: int):
     editor._log_changed()
     yield {"message": "Measuring after the edit", "fraction": None, "cancellable": False}
     after = measure_rows(lm, measurable, k=3)
-    editor.report = EditReport(report_rows(rows, before, after), {})
+    editor.report = EditReport(report_rows(rows, before, after), {}, editor.lm.state_version)
     _publish(editor, facts, method, layer, edits, skipped)
     return edits
 
@@ -81,10 +82,7 @@ def _numbered(steps, first: dict, i: int, n: int):
 
 
 def _publish(editor, facts, method, layer, edits, skipped) -> None:
-    from .editor import _key, _number, _side
-
-    rows = [{"kind": r["kind"], "prompt": r["prompt"], "true": r["true"], "new": r["new"],
-             "before": _side(r["before"]), "after": _side(r["after"])} for r in editor.report.rows]
+    rows = comparison_rows(editor.report)
     won = lambda kind: [r["after"]["p_new"] > r["after"]["p_true"] for r in rows if r["kind"] == kind]  # noqa: E731
     es, ps = won("prompt"), won("paraphrase")
     editor.comparison = {
@@ -92,5 +90,5 @@ def _publish(editor, facts, method, layer, edits, skipped) -> None:
         "layers": sorted({x for e in edits for x in e.entry.layers}), "facts": len(facts), "skipped": skipped,
         "subject": f"{len(facts)} facts", "target": "", "efficacy": sum(es) / len(es) if es else None,
         "paraphrase": sum(ps) / len(ps) if ps else None,
-        "delta_norm": _number(sum(d.norm ** 2 for e in edits for d in e.entry.deltas) ** 0.5),
-        "applied": any(e.applied for e in edits), "keys": [_key(e.entry) for e in edits]}
+        "delta_norm": finite_or_none(sum(d.norm ** 2 for e in edits for d in e.entry.deltas) ** 0.5),
+        "applied": any(e.applied for e in edits), "keys": [entry_key(e.entry) for e in edits]}

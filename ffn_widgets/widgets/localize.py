@@ -7,7 +7,7 @@ filling in live — the comparison Hase et al. (NeurIPS 2023) made, for any fact
     loc.select_layer(4)      # that layer's top neurons at the last token and the last subject token
     loc.open_card(4, 123)    # their neuron card (knowledge score and trace share joined) under the view
 
-The numbers are :func:`~ffn_widgets.localization.localize_steps`, run on the kernel's event loop one piece
+The numbers are :func:`~ffn_widgets.editing.localization.localize_steps`, run on the kernel's event loop one piece
 at a time (each trace, the attribution, each optimisation step of each edit), so Cancel lands within an
 edit; the edits are undone before each next piece, so the weights are left as they were however it ends.
 """
@@ -19,8 +19,8 @@ import traitlets
 from ipywidgets import DOMWidget, widget_serialization
 
 from ..analysis.neurons import top_neurons
-from ..facts import target as as_target
-from ..localization import EDIT_MEASURES, MEASURES, Localization, as_fact, checked_request, localize_steps
+from ..data.facts import target as as_target
+from ..editing.localization import EDIT_MEASURES, MEASURES, Localization, as_fact, checked_request, localize_steps
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
 from .runner import StepRunner
@@ -87,13 +87,15 @@ class Localize(ViewWidget):
                 self.show_card(None)
                 self.neurons, self.selected = {}, -1
             self._fact, self._layers = new_fact, layers
-        job = localize_steps(self.lm, self._fact, edit_layers=self._layers, **self.localize_kwargs)
+        def job():
+            return localize_steps(self.lm, self._fact, edit_layers=self._layers, **self.localize_kwargs)
+
         self.localization = None
         with self.hold_sync():
             self._show_fact()
             self.measures, self.status, self.error, self._failure = {}, "running", "", None
             self.progress = {"message": "Causal trace, MLP (window 1)", "fraction": 0.0}
-        if self._runner.start(job):
+        if self._runner.start(job(), lm=self.lm, restart=job):  # the weights moved between steps: start again
             return None
         self._runner.finish()
         if self._failure is not None:
@@ -156,6 +158,11 @@ class Localize(ViewWidget):
 
     # ---- running -------------------------------------------------------------------------------
     def _on_step(self, event: dict) -> None:
+        if event.get("stage") == "restart":  # the runner started the job again on new weights: nothing kept
+            self.localization = None
+            with self.hold_sync():
+                self.measures, self.progress = {}, {"message": event["message"], "fraction": None}
+            return
         self.localization = event["result"]
         with self.hold_sync():
             if event.get("updated", True):

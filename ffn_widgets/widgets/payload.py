@@ -18,6 +18,8 @@ parts so far. Token strings travel once per update, in a ``vocab`` table of the 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -84,3 +86,25 @@ def pack_values(lm: LM, pairs: torch.Tensor, tops: torch.Tensor) -> dict:
     """``pairs`` [n, 2] (layer, neuron) and their top token ids [n, k] as the ``values`` payload."""
     return {"neurons": pack(pairs.to(torch.int32), "int32"), "top": pack(tops.to(torch.int32), "int32"),
             "vocab": vocab_table(lm, tops.unique().tolist())}
+
+
+# ---- the editor's and the stability monitor's rows ----------------------------------------------
+def finite_or_none(v) -> float | None:
+    """A number as JSON carries it: ``None`` for missing, NaN and infinities."""
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def entry_key(entry) -> str:
+    """The browser's name for an edit-log entry (stable while the entry lives)."""
+    return f"{id(entry):x}"
+
+
+def comparison_rows(report) -> list[dict]:
+    """An :class:`~ffn_widgets.editing.report.EditReport`'s prompts with p(true), p(new) and the top tokens
+    before and after the edit."""
+    def side(s: dict) -> dict:
+        return {"p_true": finite_or_none(s["p_true"]), "p_new": finite_or_none(s["p_new"]),
+                "top": [[str(t), finite_or_none(p)] for t, p in s["top"]]}
+
+    return [{"kind": r["kind"], "prompt": r["prompt"], "true": r["true"], "new": r["new"],
+             "before": side(r["before"]), "after": side(r["after"])} for r in report.rows]

@@ -91,10 +91,13 @@ class PromptView(ViewWidget):
         c = getattr(self, "computed", None)  # None while the constructor sets the traits
         if c is None or not self._with_lens or self._runner.running or self._shown_stage() in self._sent_stages():
             return
+        if c.run.weights_version != self.lm.state_version:  # what is on screen is of earlier weights: all anew
+            self._refresh(rerun=True)
+            return
         with self.reporting():
             self._pending = [*self._pending, "lens"]
             self._publish(c)
-            if self._runner.start(self._lens_part(c)):
+            if self._runner.start(self._lens_part(c), lm=self.lm):
                 _finish_when_the_cell_ends(self)
             else:
                 self._runner.finish()
@@ -245,6 +248,11 @@ class PromptView(ViewWidget):
                 for _ in c.lens_steps(stage):
                     pass
             self._publish(c)
+
+    def settle(self) -> None:
+        """Before an export: every part and both lens stages, so a click in the saved page finds what the kernel
+        would have sent."""
+        self.wait(both_lens_stages=True)
 
     # ---- gestures ---------------------------------------------------------------------------
     @handles("set_prompt")

@@ -11,10 +11,12 @@ it without ``on_end``.
 No job mixes two models. A job started with ``lm=`` reads that model's state version before every step; when
 it moved (an edit landed between two steps, an undo, a write) the job is dropped and started again from
 scratch with ``restart()`` (views whose parts stream: explorer, trace, localisation) or, without one, ends
-``("failed", WeightsChanged)``. The rule between a job and an edit: **the edit goes first**: while an edit is
-being computed (:meth:`~ffn_widgets.model.watch.StateWatch.editing`) a guarded job waits, and it restarts on
-the weights the edit leaves. Jobs that write weights themselves (the Editor's, the stability monitor's) run
-unguarded.
+``("failed", WeightsChanged)``. Jobs that write weights themselves (the Editor's, the localisation's, the
+stability monitor's) are guarded too: their own writes happen inside a step, and the runner takes the version
+after each step, so only a change made *between* steps counts. The rule between a job and an edit: **the edit
+goes first**: while another job holds the weights in between (it paused inside an edit block,
+:attr:`~ffn_widgets.model.watch.StateWatch.held_by`) a guarded job waits, and writes from elsewhere are refused
+with a message until it is done; a job that holds them is told so by ``held_by`` and ``holder``.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class StepRunner:
         self._cancellable = True
         self.task = None
         self._lm, self._restart, self.version, self._stepped = None, None, None, False
+        owner = getattr(on_step, "__self__", None)
+        self.name = f"the {type(owner).__name__} view's job" if owner is not None else "a running job"
         self._generation = 0
         self.restarts = 0  # jobs started again because the weights moved (for tests and the curious)
 
@@ -61,6 +65,7 @@ class StepRunner:
     def stop(self) -> None:
         """Drop the running job now, without ``on_end`` (a newer job takes its place)."""
         job, self._job = self._job, None
+        self._let_go()
         if job is not None:
             job.close()
 
@@ -78,6 +83,7 @@ class StepRunner:
         job = self._job
         if job is None:
             return False
+        self._let_go()  # the job's own step may write: the weights are its own again
         if self._cancel and self._cancellable:
             self._job = None
             job.close()
@@ -101,8 +107,39 @@ class StepRunner:
             return False
         if info.get("cancellable") is False:
             self._cancellable = False
+        if self._lm is not None:
+            self.version = self._lm.state_version  # its own writes in this step are part of the job
+            if self._lm.watch.busy:  # paused inside an edit block: it holds the weights until its next step
+                self._lm.watch.held_by, self._lm.watch.holder = self.name, self
         self._on_step(info)
         return True
+
+    def preempt(self) -> None:
+        """A write from elsewhere goes first (:meth:`~ffn_widgets.model.watch.StateWatch.make_way`): close the job
+        now, so that its edit blocks put the log back; it starts again at its next step, on the weights the write
+        leaves, or ends ``("failed", WeightsChanged)``."""
+        job = self._job
+        self._let_go()
+        if job is None:
+            return
+        self._job = None
+        job.close()
+        if self._restart is None:
+            self._on_end("failed", WeightsChanged(
+                f"{self.name[0].upper()}{self.name[1:]} stopped: an edit, undo or reset was made while it ran, and "
+                "the edit goes first (the job held the weights in between). Run it again."))
+            return
+        self._job, self._stepped = self._started_again(), False
+
+    def _started_again(self):
+        """The fresh job after a preemption, made at its first step (after the write has landed)."""
+        self.restarts += 1
+        yield {"stage": "restart", "message": "The weights changed: starting again", "fraction": None}
+        return (yield from self._restart())
+
+    def _let_go(self) -> None:
+        if self._lm is not None and self._lm.watch.holder is self:
+            self._lm.watch.held_by, self._lm.watch.holder = None, None
 
     def _weights_moved(self, job: Generator) -> bool:
         """Drop ``job``: start it again on the current weights, or fail with a message."""
@@ -121,7 +158,8 @@ class StepRunner:
 
     async def _drive(self, generation: int):
         while self._generation == generation:  # a task whose job start() replaced ends here
-            if self._lm is not None and self._lm.watch.busy:  # an edit is being computed: it goes first
+            watch = None if self._lm is None else self._lm.watch
+            if watch is not None and watch.busy and watch.holder is not self:  # an edit in between: it goes first
                 await asyncio.sleep(0.05)
                 continue
             if not self.advance():

@@ -13,13 +13,13 @@ edit; the run's edits are taken out again however it ends (the model is left as 
 """
 from __future__ import annotations
 
-import math
 
 import traitlets
 
 from ..editing.stability import METHODS, StabilityRun, stability_steps
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
+from .payload import finite_or_none
 from .runner import StepRunner
 
 ROW_KEYS = ("step", "edits", "retention", "earlier", "efficacy", "paraphrase", "neighbourhood", "kl", "kl_max",
@@ -80,7 +80,7 @@ class StabilityMonitor(ViewWidget):
             self.method, self.steps, self.batch = method, steps, batch
             self.rows, self.status, self.error, self._failure = [], "running", "", None
             self.progress = {"message": f"Step 1 of {steps}: editing", "fraction": 0.0}
-        if self._runner.start(job):
+        if self._runner.start(job, lm=self.lm):
             return None
         self._runner.finish()
         if self._failure is not None:
@@ -147,7 +147,7 @@ class StabilityMonitor(ViewWidget):
 
 def _row(item: dict) -> dict:
     """A measurement as the browser gets it: numbers (None for undefined), the step's facts, collapse."""
-    row = {k: _number(item.get(k)) for k in ROW_KEYS}
+    row = {k: finite_or_none(item.get(k)) for k in ROW_KEYS}
     row.update(facts=[str(f) for f in item["facts"]], collapsed=bool(item["collapsed"]),
                collapse_reason=item["collapse_reason"] or "", skipped=len(item["skipped"]))
     return row
@@ -160,7 +160,3 @@ def _count(v, name):
         return int(v)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a whole number, got {v!r}.") from None
-
-
-def _number(v):
-    return None if v is None or not math.isfinite(float(v)) else float(v)

@@ -95,8 +95,15 @@ describe("frame and registry", () => {
     model.set("stale", "");
     expect(el.querySelector(".fw-stale")).toBeNull();
     expect(el.querySelector(".fw-root")!.classList.contains("fw-is-stale")).toBe(false);
+    const root = el.querySelector(".fw-root") as HTMLElement;
+    expect(root.dataset.weightsVersion).toBeUndefined(); // a view that follows no model says nothing
+    model.set("weights_version", 7);
+    expect(root.dataset.weightsVersion).toBe("7");
+    model.set("weights_version", -1);
+    expect(root.dataset.weightsVersion).toBeUndefined();
     cleanup();
     expect(model.listenerCount("change:stale")).toBe(0);
+    expect(model.listenerCount("change:weights_version")).toBe(0);
     delete views["_probe"];
   });
 });

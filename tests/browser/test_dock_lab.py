@@ -2,7 +2,8 @@
 random model: the extension is installed and active; its commands say what to run in a kernel without the
 package, and on a selection insert an explorer, a causal trace or a neuron card, or dock an explorer; a view
 docks by its button and by view.dock(), and a docked slider still drives the bars; an edit shows in the panel and
-its Undo restores the weights; the panel goes when the kernel restarts. One server and notebook for the module."""
+its Undo restores the weights; an edit applied in a docked Editor moves every docked view to the edited weights and
+the panel's Undo moves them back; the panel goes when the kernel restarts. One server and notebook for the module."""
 import os
 import re
 import subprocess
@@ -220,6 +221,79 @@ def test_causal_trace_and_neuron_card_commands_ask_then_insert_cells(lab, ran):
     page.wait_for_selector(".jp-Dialog input")
     answer(page, "1:7")
     new_cell(page, lab, start, f'fw.NeuronCard(fw.current_model(), 1, 7, prompt="{PROMPT}")', ".fw-card-prompt")
+
+
+PLAIN_BARS = """
+def plain_probs(scale, k=10):
+    \"\"\"Top-k next-token probabilities from a plain HF forward, neuron L1.N7 scaled by hand at every position.\"\"\"
+    def scaled(module, args):
+        x = args[0].clone()
+        x[..., 7] *= scale
+        return (x,)
+    h = lm.model.model.layers[1].mlp.down_proj.register_forward_pre_hook(scaled)
+    try:
+        with torch.no_grad():
+            p = lm.model(input_ids=lm.encode(prompt)[None]).logits[0, -1].float().softmax(-1)
+    finally:
+        h.remove()
+    return p.topk(k).values.tolist()
+"""
+
+
+def pct(p):
+    """The sliders' number format (js/src/views/sliders.ts)."""
+    return f"{100 * p:.1f}%" if p >= 0.1 else f"{100 * p:.2g}%".replace("e-0", "e-")
+
+
+def docked_versions(page):
+    """The weights version each docked view says its numbers describe, and whether any says it is stale."""
+    return page.evaluate("""() => [...document.querySelectorAll('.fw-dock .fw-root[data-weights-version]')]
+        .map(r => [r.dataset.weightsVersion, r.classList.contains('fw-is-stale')])""")
+
+
+def test_an_edit_from_a_docked_editor_moves_the_docked_views_and_the_panels_undo_brings_them_back(lab, ran):
+    """Issue 24: Apply in a docked Editor while sliders and explorers are docked. Every docked view then shows the
+    edited weights (the bars equal a plain HF forward of the edited model, the cell copy agrees), and the panel's
+    Undo brings back the original numbers."""
+    page = ran
+    lab.execute(PLAIN_BARS + """
+from ffn_widgets.editing.rome import RomeSettings
+ex = fw.Explorer(lm, prompt, target=" Paris")
+ed = fw.Editor(lm, prompt, "The Eiffel Tower", " Rome", layer=1, corpus=fw.load_corpus("lee"), tokens=512,
+               settings=RomeSettings(steps=4, prefix_lengths=((3, 1),)))
+ex.dock(); ed.dock()""")
+    page.wait_for_selector(".fw-dock .fw-editor .fw-ed-apply", state="visible")
+    version = str(lab.kernel_json("lm.state_version"))
+    page.wait_for_function("(v) => [...document.querySelectorAll('.fw-dock .fw-root:has(.fw-prompt input)')]"
+                           ".every(r => r.dataset.weightsVersion === v)", arg=version)
+    nums = f"{DOCKED} .fw-bars .fw-num"
+    before = page.locator(nums).all_inner_texts()
+    scale = lab.kernel_json("w.scales[0]")
+    assert before[:10] == [pct(p) for p in lab.kernel_json(f"plain_probs({scale})")]
+
+    page.locator(".fw-dock .fw-ed-apply").click()
+    page.wait_for_selector(".fw-dock .fw-ed-report .fw-ed-row", state="visible", timeout=300_000)
+    edited = str(lab.kernel_json("lm.state_version"))
+    assert edited != version and lab.kernel_json("len(lm.edits)") == 1
+    page.wait_for_function("(v) => { const r = [...document.querySelectorAll('.fw-dock .fw-root[data-weights-version]')];"
+                           " return r.length >= 4 && r.every(x => x.dataset.weightsVersion === v); }", arg=edited)
+    assert not any(stale for _, stale in docked_versions(page))
+    after = page.locator(nums).all_inner_texts()
+    assert after != before
+    assert after[:10] == [pct(p) for p in lab.kernel_json(f"plain_probs({scale})")]  # the edited model's numbers
+    assert page.locator(".jp-OutputArea .fw-sliders .fw-bars .fw-num").all_inner_texts() == after  # the cell copy too
+    assert lab.kernel_json("float((ex.computed.run.logits - lm.model(input_ids=lm.encode(prompt)[None])"
+                           ".logits[0].float()).abs().max())") < 1e-4
+    shot(page, "panel-after-edit.png")
+
+    page.locator(".fw-dock .fw-dock-edit button").click()
+    page.locator(".fw-dock .fw-dock-edit").wait_for(state="detached")
+    undone = str(lab.kernel_json("lm.state_version"))
+    page.wait_for_function("(v) => [...document.querySelectorAll('.fw-dock .fw-root:has(.fw-sliders)')]"
+                           ".every(r => r.dataset.weightsVersion === v)", arg=undone)
+    assert page.locator(nums).all_inner_texts() == before  # the original weights, bit for bit: the same numbers
+    assert all(v == undone or stale for v, stale in docked_versions(page))  # current, or saying it is not
+    lab.execute("fw.undock(ex); fw.undock(ed)")
 
 
 def test_the_panel_goes_when_the_kernel_restarts(lab, ran):

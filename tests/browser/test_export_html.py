@@ -132,7 +132,7 @@ def test_notebook_run_headless_shows_its_views_with_ffn_html_not_with_plain_html
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
-    from ffn_widgets.notebook_html import FFNHTMLExporter
+    from ffn_widgets.widgets.notebook_html import FFNHTMLExporter
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import torch\ntorch.set_num_threads(1)\nimport ffn_widgets as fw\n"

@@ -63,6 +63,12 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
     if (!msg && stale.parentNode) stale.remove();
     root.classList.toggle("fw-is-stale", !!msg);
   };
+  // the weights version the numbers describe, readable on the page (tests, and a user inspecting two copies)
+  const showVersion = () => {
+    const v = model.get("weights_version");
+    if (typeof v === "number" && v >= 0) root.dataset.weightsVersion = String(v);
+    else delete root.dataset.weightsVersion;
+  };
   recompute.addEventListener("click", () => model.send({ type: "recompute" }));
   dismiss.addEventListener("click", () => {
     model.set("error", "");
@@ -71,15 +77,18 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
   model.on("change:error", showError);
   model.on("change:progress", showProgress);
   model.on("change:stale", showStale);
+  model.on("change:weights_version", showVersion);
   showError();
   showProgress();
   showStale();
+  showVersion();
   return {
     content,
     cleanup: () => {
       model.off("change:error", showError);
       model.off("change:progress", showProgress);
       model.off("change:stale", showStale);
+      model.off("change:weights_version", showVersion);
       root.remove();
     },
   };

@@ -2,16 +2,16 @@
 
 nbconvert's own HTML exporter draws widget outputs only from the widget state saved in the notebook, with
 ``@jupyter-widgets/html-manager`` loaded from a CDN: offline the views stay blank, and without saved state it
-falls back to the output's ``text/html`` (our static still, :mod:`ffn_widgets.snapshot`). This exporter is
+falls back to the output's ``text/html`` (our static still, :mod:`ffn_widgets.widgets.snapshot`). This exporter is
 the HTML exporter plus one preprocessor: each of our views whose state the notebook saved becomes the same
-page parts as ``view.to_html`` (:mod:`ffn_widgets.export`) — bundle inlined once, no network, no kernel —
+page parts as ``view.to_html`` (:mod:`ffn_widgets.widgets.export`) — bundle inlined once, no network, no kernel —
 and our models leave the notebook's widget metadata, so the CDN loader is added only for other widgets.
 
     jupyter nbconvert --to ffn_html notebook.ipynb              # state saved (Lab: Settings → Save Widget State
                                                                   # Automatically; headless runs save it)
     jupyter nbconvert --to ffn_html --execute notebook.ipynb    # runs it first, so the state is there
 
-Without the entry point installed, ``--to ffn_widgets.notebook_html.FFNHTMLExporter`` does the same.
+Without the entry point installed, ``--to ffn_widgets.widgets.notebook_html.FFNHTMLExporter`` does the same.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import re
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
 
-from .export import bundle_text, modules_block, split_modules, state_block, view_block
+from .bundle import bundle_text
+from .export import modules_block, split_modules, state_block, view_block
 
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"

@@ -29,16 +29,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .analysis.knowledge import KnowledgeNeurons, attribution, from_scores
-from .analysis.lens import logit_lens
-from .analysis.neurons import layer_contributions
-from .analysis.values import value_logits
-from .editing.metrics import fact_scores
-from .editing.rome import rome_steps
-from .facts import target as as_target
-from .model import LM, InputError
-from .model.long_runs import progress_bar, run_steps
-from .tracing.results import causal_trace
+from ..analysis.knowledge import KnowledgeNeurons, attribution, from_scores
+from ..analysis.lens import logit_lens
+from ..analysis.neurons import layer_contributions
+from ..analysis.values import value_logits
+from ..data.facts import target as as_target
+from ..model import LM, InputError
+from ..model.long_runs import progress_bar, run_steps
+from ..tracing.results import causal_trace
+from .metrics import fact_scores
+from .rome import rome_steps
 
 MEASURES = {
     "trace_mlp": "causal trace: MLP indirect effect (one layer)",
@@ -65,6 +65,7 @@ class Localization:
     edit_layers: list[int] = field(default_factory=list)
     knowledge: KnowledgeNeurons | None = field(default=None, repr=False)  # the attribution behind kn_mass
     traces: dict = field(default_factory=dict, repr=False)  # "trace_mlp" / "trace_mlp_window" -> TraceResult
+    weights_version: int = -1  # the model state it was computed on (``LM.state_version``) (its own edits taken out)
 
     @property
     def n_layers(self) -> int:
@@ -83,7 +84,7 @@ class Localization:
         """One row per measure, layers on a shared axis (the comparison Hase et al. make, for one fact)."""
         from plotly.subplots import make_subplots
 
-        from .figure_layout import clip, sized, title
+        from ..analysis.figure_layout import clip, sized, title
 
         names = [k for k in MEASURES if k in self.measures and np.isfinite(self.measures[k]).any()]
         fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.02)
@@ -109,7 +110,7 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
     L, prompt, subject = lm.n_layers, fact["prompt"], fact["subject"]
     tgt = as_target(fact["target_true"])
     nan = np.full(L, np.nan)
-    loc = Localization(fact, tgt, {k: nan.copy() for k in MEASURES}, layers)
+    loc = Localization(fact, tgt, {k: nan.copy() for k in MEASURES}, layers, weights_version=lm.state_version)
     total = 4 + len(layers)
 
     last_subject = lm.find_subject(prompt, subject)[1] - 1
@@ -146,6 +147,7 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
                 yield _event(loc, "edit", f"{head}: {step.get('message', '')}", (3 + n + within) / total, False)
             for name, value in scores_at.items():
                 loc.measures[name][layer] = value
+            loc.weights_version = lm.state_version  # its edit taken out exactly: the same weights, a newer number
             yield _event(loc, "edit", head, (4 + n) / total)
 
 
@@ -216,7 +218,7 @@ class LocalizationSet:
     def figure(self, trace: str = "trace_mlp_window", success: str = "edit_rewrite"):
         import plotly.graph_objects as go
 
-        from .figure_layout import sized, title
+        from ..analysis.figure_layout import sized, title
 
         rows = self.rows()
         fig = go.Figure(go.Scatter(x=[r[trace] for r in rows], y=[r[success] for r in rows], mode="markers",

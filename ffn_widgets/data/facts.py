@@ -17,7 +17,7 @@ def load_facts(relation: str | None = None, path=None) -> list[dict]:
     else:
         from pathlib import Path
 
-        from .model import InputError
+        from ..model import InputError
 
         if not Path(path).is_file():
             raise InputError(f"No facts file at {path}.")
@@ -34,3 +34,20 @@ def target(obj: str) -> str:
 def fact_target(fact: dict, key: str = "target_true") -> str:
     """A fact's object as the continuation of its prompt (``" Paris"``), ready for ``target=`` arguments."""
     return target(fact[key])
+
+
+def edit_facts(facts) -> list[dict]:
+    """Facts for an edit job: ``None`` (the dev facts), a JSON-lines path, or dicts; each must name a prompt, a subject
+    and both objects."""
+    from ..model import InputError
+
+    if facts is None:
+        return load_facts()
+    facts = load_facts(path=facts) if isinstance(facts, str) or hasattr(facts, "__fspath__") else list(facts)
+    if not facts:
+        raise InputError("No facts given: pass dicts with prompt, subject, target_true, target_new.")
+    for f in facts:
+        missing = [k for k in ("prompt", "subject", "target_true", "target_new") if not f.get(k)]
+        if missing:
+            raise InputError(f"The fact {f.get('prompt', f)!r} lacks {', '.join(missing)}.")
+    return facts

@@ -8,14 +8,16 @@ embeds included), and a tiny host (``js/src/standalone.ts``) plays the kernel's 
 the browser — hover, clicking cells, the statistic and lens switches, the neuron tables already sent — works
 when the file is opened from disk, with no network; a gesture that needs the kernel shows a "needs a running
 kernel" notice. The state is the ipywidgets embed format, so a notebook's saved widget state goes through the
-same page parts (:mod:`ffn_widgets.notebook_html`). All inlined JSON has ``<`` escaped: no ``</script>``.
+same page parts (:mod:`ffn_widgets.widgets.notebook_html`). All inlined JSON has ``<`` escaped: no ``</script>``.
 """
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from .bundle import bundle_text
 
 STATE_TYPE = "application/x-ffn-widgets-state+json"
 VIEW_TYPE = "application/x-ffn-widgets-view+json"
@@ -58,16 +60,6 @@ def script_json(value) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def bundle_text() -> str:
-    """The current front-end bundle: the host of a saved page (it carries ``mountExports``)."""
-    from .widgets.base import BUNDLE, bundle_built
-
-    if not bundle_built():
-        raise RuntimeError("ffn_widgets: the front end was not built, so views cannot be exported. "
-                           "Build it with `make js` (or `cd js && npm ci && npm run build`).")
-    return BUNDLE.read_text(encoding="utf-8")
-
-
 def _as_list(views) -> list:
     from ipywidgets import Widget
 
@@ -75,27 +67,6 @@ def _as_list(views) -> list:
     if not views or not all(isinstance(v, Widget) for v in views):
         raise TypeError("export_html takes a widget or a list of widgets, e.g. fw.export_html([ex], 'page.html').")
     return views
-
-
-def complete(widget) -> None:
-    """Land what a view still streams (the prompt views send tables, lens and value tokens after the heatmap)
-    and send the lens stage not shown yet, so a click in the file finds what the kernel would have sent.
-    Long jobs (a causal trace, an edit) are not waited for: the file shows them as they are."""
-    from .widgets.prompt_views import PromptView
-
-    if not isinstance(widget, PromptView):
-        return
-    widget.wait()
-    lens = (widget.data or {}).get("lens")
-    if not isinstance(lens, dict) or not lens:
-        return  # a view without a lens, or one whose lens failed (its error is in the state)
-    shown = widget.lens_stage
-    for stage in ("post", "mid"):
-        if stage not in ((widget.data or {}).get("lens") or {}):
-            with widget.hold_sync():  # the live view sees one update: the new stage, shown stage unchanged
-                widget.lens_stage = stage  # a stage is computed when it is first shown
-                widget.wait()
-                widget.lens_stage = shown
 
 
 def saved_state(views, complete_first: bool = True) -> dict:
@@ -106,7 +77,8 @@ def saved_state(views, complete_first: bool = True) -> dict:
     views = _as_list(views)
     if complete_first:
         for w in _closure(views):  # embedded views stream too (an ActivationHeatmap in a slot)
-            complete(w)
+            if isinstance(getattr(w, "settle", None), Callable):
+                w.settle()
     return {"version_major": 2, "version_minor": 0, "state": dependency_state(views, drop_defaults=False)}
 
 

@@ -64,7 +64,7 @@ def _prompt_lines(view) -> list[str]:
     data = getattr(view, "data", None)
     if not isinstance(data, dict) or not data.get("tokens"):
         return []
-    from .widgets.serialize import unpack
+    from .serialize import unpack
 
     out = [f'<div>prompt: <code style="white-space:pre-wrap">{_text(data.get("prompt", ""))}</code></div>']
     preds = data.get("predictions") or []
