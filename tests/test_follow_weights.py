@@ -6,6 +6,7 @@ compared, in numbers, with a view built fresh on the new weights, or it must say
 import asyncio
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,17 +95,56 @@ def test_sliders_recompute_on_their_own_after_an_edit(lm):
     assert sliders.ticks == ticks + 1 and sliders.weights_version == lm.state_version
 
 
-def test_explorer_and_neuron_card_recompute(lm, tmp_path):
-    ex = fw.Explorer(lm, PROMPT)
+def test_explorer_prompt_views_and_neuron_card_recompute(lm, tmp_path):
+    views = [fw.Explorer(lm, PROMPT), fw.ActivationHeatmap(lm, PROMPT), fw.LogitLens(lm, PROMPT, target=" Paris")]
     card = fw.NeuronCard(lm, 1, 5, prompt=PROMPT)
     for name, change in routes(lm, tmp_path):
         change()
         notify_all()
-        ex.wait()
-        torch.testing.assert_close(ex.computed.run.logits, lm.run(PROMPT).logits, rtol=0, atol=1e-5, msg=name)
-        assert ex.weights_version == lm.state_version and not ex.stale
+        plain = lm.model(input_ids=lm.encode(PROMPT)[None]).logits[0].detach()
+        for view in views:
+            view.wait()
+            torch.testing.assert_close(view.computed.run.logits, plain, rtol=0, atol=1e-5, msg=name)
+            assert view.weights_version == lm.state_version and not view.stale
+            fresh = type(view)(lm, PROMPT, target=view.target or None)
+            fresh.wait()
+            assert plain_state(view.data) == plain_state(fresh.data), (name, type(view).__name__)
         fresh = fw.NeuronCard(lm, 1, 5, prompt=PROMPT)
         assert card.card == fresh.card, name
+
+
+def test_expensive_views_say_at_once_that_they_are_stale_on_every_route(lm, tmp_path):
+    """Trace, localisation, stability monitor and the Editor's report keep their numbers and say so, whatever the
+    route; Recompute then gives what a fresh view of the new weights gives (numbers compared)."""
+    from ffn_widgets.editing.rome import RomeSettings
+
+    quick = dict(corpus="lee", tokens=512)
+    settings = RomeSettings(steps=2, prefix_lengths=((3, 1),))
+    fact = {"prompt": PROMPT, "subject": SUBJECT, "target_true": "Paris", "target_new": "Rome"}
+    trace = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1)
+    trace.wait()
+    loc = fw.Localize(lm, fact, edit_layers=[], samples=2, steps=2)
+    monitor = fw.StabilityMonitor(lm, fw.load_facts()[:2], steps=1, n_unrelated=2, settings=settings, **quick)
+    editor = fw.Editor(lm, PROMPT, SUBJECT, " Rome", layer=1, settings=settings, **quick)
+    editor.apply()
+    editor.edit.undo()
+    editor.dispatch({"type": "recompute"})
+    views = [trace, loc, monitor, editor]
+    for name, change in routes(lm, tmp_path):
+        for view in views:
+            view.recompute()
+        trace.wait()
+        change()
+        notify_all()
+        for view in views:
+            assert view.stale and view.weights_version != lm.state_version, (name, type(view).__name__)
+    trace.dispatch({"type": "recompute"})
+    fresh = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=2, kind="mlp", window=1).wait()["mlp"]
+    torch.testing.assert_close(trace.wait()["mlp"].scores, fresh.scores, rtol=1e-5, atol=0)
+    assert loc.dispatch({"type": "recompute"}) and not loc.stale
+    again = fw.localize(lm, fact, edit_layers=[], samples=2, steps=2)
+    for key, values in again.measures.items():
+        np.testing.assert_allclose(loc.result.measures[key], values, rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 def test_intervene_block_is_followed(lm):
@@ -331,14 +371,14 @@ def test_explorer_stream_interleaved_with_writes_never_mixes(lm):
     assert ex.weights_version == lm.state_version and not ex.error and not ex.stale
     torch.testing.assert_close(ex.computed.run.logits, fresh.computed.run.logits, rtol=0, atol=0)
     for part in ("grids", "top", "lens", "vocab"):
-        assert plain(ex.data.get(part)) == plain(fresh.data.get(part)), part
-    assert plain(ex.values) == plain(fresh.values)
+        assert plain_state(ex.data.get(part)) == plain_state(fresh.data.get(part)), part
+    assert plain_state(ex.values) == plain_state(fresh.values)
 
 
-def plain(x):
+def plain_state(x):
     """Synced state with its binary buffers as bytes, to compare by content."""
     if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
+        return {k: plain_state(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
+        return [plain_state(v) for v in x]
     return bytes(x) if isinstance(x, (memoryview, bytearray)) else x
