@@ -382,3 +382,13 @@ def plain_state(x):
     if isinstance(x, (list, tuple)):
         return [plain_state(v) for v in x]
     return bytes(x) if isinstance(x, (memoryview, bytearray)) else x
+
+
+def test_a_closed_view_stops_following(lm):
+    """A closed view computes nothing more: the next edit costs only the views still open."""
+    closed, kept = fw.NeuronSliders(lm, PROMPT, NEURONS, continuation=0), fw.NeuronSliders(lm, PROMPT, NEURONS)
+    ticks = closed.ticks, kept.ticks
+    closed.close()
+    lm.edits.apply(rank_one(lm))
+    assert (closed.ticks, kept.ticks) == (ticks[0], ticks[1] + 1)
+    torch.testing.assert_close(kept.result.logits, lm.logits(PROMPT)[-1], rtol=0, atol=1e-5)

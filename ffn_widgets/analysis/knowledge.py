@@ -117,7 +117,7 @@ def attribution(lm: LM, prompt: str, target: str | int, steps: int = 20, layers:
     layers = sorted({lm.check_layer(l) for l in range(lm.n_layers)} if layers is None else
                     {lm.check_layer(l) for l in layers})
     ids = lm.encode(prompt)[None]
-    target_id = lm.target_ids(target)[0]
+    target_id = lm.target_ids(lm.continuation(prompt, target))[0]
     clean = _clean_last(lm, ids)
     alphas = riemann_alphas(steps).to(lm.device)
     scores = torch.zeros(lm.n_layers, lm.d_mlp)
@@ -182,6 +182,7 @@ def knowledge_neurons(lm: LM, prompt: str, target: str | int, paraphrases: Seque
     if isinstance(paraphrases, str):
         raise InputError("paraphrases is a list of prompts, not one string: use [\"...\"].")
     prompts = [prompt, *paraphrases]
+    target = lm.continuation(prompt, target)
     target_id, version = lm.target_ids(target)[0], lm.state_version
     scores = []
     for p in prompts:

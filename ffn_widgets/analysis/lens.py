@@ -99,6 +99,7 @@ def logit_lens(lm: LM, prompt: str | Run, target: str | int | None = None, k: in
     """Per layer × position: top-k tokens, and the target's probability and rank, after each block and
     before each MLP. ``prompt`` may be a :class:`Run` already computed (no new forward pass)."""
     run = prompt if isinstance(prompt, Run) else lm.run(prompt, capture=("mlp_out", "resid_post"))
+    target = lm.continuation(run.prompt, target)
     target_id = None if target is None else lm.target_ids(target)[0]
     text = None if target is None else target if isinstance(target, str) else lm.token_strings([target_id])[0]
     return LensResult(run.tokens, text, target_id, lens_grid(lm, run, "post", target_id, k),

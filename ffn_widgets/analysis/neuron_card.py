@@ -120,7 +120,7 @@ def neuron_card(lm: LM, layer: int, neuron: int, index: TriggerIndex | None = No
         run = run if run is not None else lm.run(prompt, capture=("neurons", "resid_post"))
         card.prompt, card.tokens = run.prompt, list(run.tokens)
         card.prompt_acts = run.activations[layer, :, neuron].numpy().astype(np.float32)
-        card.target_id, card.target = lm.resolve_target(target, run.logits[-1])
+        card.target_id, card.target = lm.resolve_target(lm.continuation(run.prompt, target), run.logits[-1])
         card.contributions = np.array([float(contributions(lm, run, layer, p, card.target_id)[neuron])
                                        for p in range(run.n_tokens)], dtype=np.float32)
     if join:

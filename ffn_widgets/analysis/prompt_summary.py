@@ -130,7 +130,7 @@ def start_summary(lm: LM, prompt: str | Run, target=None, grids: bool = True) ->
     """What one forward pass gives at once: the run, the target (default: the model's top prediction), the
     next-token predictions and, with ``grids``, the heatmap's two statistics."""
     run = prompt if isinstance(prompt, Run) else lm.run(prompt)
-    tid, text = lm.resolve_target(target, run.logits[-1])
+    tid, text = lm.resolve_target(lm.continuation(run.prompt, target), run.logits[-1])
     out = PromptSummary(lm, run, tid, text, predictions(lm, run))
     if grids:
         out.max_act = run.activations.abs().amax(-1)

@@ -94,6 +94,7 @@ class SliderEngine:
         self.neurons = [got["neurons", l] for l in layers]  # [1, pos, d_mlp]
         self._clean_cache = kv.cache_of(out)
         logits = out.logits[0, -1].float()
+        target = lm.continuation(prompt, target)
         self.target_id, text = lm.resolve_target(target, logits)  # without one, the model's own first choice
         self.target = target if isinstance(target, str) and target else text
         self.original = Prediction.from_logits(lm, logits, self.k, self.target, self.target_id)

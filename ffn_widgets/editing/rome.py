@@ -165,6 +165,7 @@ def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     check_float32(lm)
     layer = default_layer(lm) if layer is None else lm.check_layer(layer)
+    target = lm.continuation(prompt, target)  # "Rome" after "of" is " Rome" (the README's target rule)
     target_ids = check_request(lm, prompt, subject, target)
     seconds = {}
 

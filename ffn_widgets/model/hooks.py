@@ -17,12 +17,15 @@ neuron sliders, activation patching and causal tracing share one mechanism. Exam
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .errors import InputError
 
 SITES = ("resid_pre", "attn_out", "neurons", "mlp_out", "resid_post")
 _OPS = ("scale", "set", "add", "fn")
@@ -50,6 +53,9 @@ class Intervention:
             raise ValueError(f"Unknown site {self.site!r}; sites are {', '.join(SITES)}.")
         if self.op not in _OPS:
             raise ValueError(f"Unknown op {self.op!r}; ops are {', '.join(_OPS)}.")
+        if self.op != "fn" and not _finite(self.value):  # NaN or ±inf would fill every later number with NaN
+            raise InputError(f"An intervention's value must be finite, got {self.value!r} ({self.op} at "
+                             f"{self.site} of layer {self.layer}).")
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if self.op == "fn":
@@ -218,3 +224,11 @@ def collect(store: dict, site: str, layers: Iterable[int], row: int | None = 0) 
     out = torch.stack([p.to(parts[0].device) for p in parts])
     return out[:, row] if row is not None else out
 
+
+def _finite(value) -> bool:
+    if torch.is_tensor(value):
+        return bool(torch.isfinite(value).all())
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True  # not a number: the op's own arithmetic says what is wrong

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import weakref
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
@@ -327,6 +328,17 @@ class LM:
             out.append(self._token_text[i])
         return out
 
+    @staticmethod
+    def continuation(prompt, target):
+        """The one rule for a target text after a prompt (every function that takes a target applies it): a target
+        that starts with a letter or digit after a prompt that ends with one gets the space it lacks, as
+        :func:`ffn_widgets.fact_target` does ("of" + "Rome" would read "ofRome"). Scripts written without
+        spaces (CJK, Thai...) and every other target are kept as given; ids pass through."""
+        if isinstance(target, str) and target and isinstance(prompt, str) and prompt:
+            glued = _spaced_script(prompt[-1]) and _spaced_script(target[0])
+            return " " + target if glued else target
+        return target
+
     def target_ids(self, target: str | int) -> list[int]:
         """Token ids of a target continuation. Multi-token targets are allowed; analyses that need one
         token use the first (``p(first token)``) and say so. A leading space matters: " Paris"."""
@@ -384,7 +396,14 @@ class LM:
             by_layer: dict[tuple[int, float], list[int]] = {}
             for key, scale in spec.items():
                 layer, neuron = self.check_unit(key)
-                by_layer.setdefault((layer, float(scale)), []).append(neuron)
+                try:
+                    scale = float(scale)
+                except (TypeError, ValueError):
+                    raise InputError(f"The scale of L{layer}.N{neuron} must be a number, got {scale!r}.") from None
+                if not math.isfinite(scale):
+                    raise InputError(f"The scale of L{layer}.N{neuron} must be finite (0 suppresses, 1 leaves the "
+                                     f"neuron, 2 doubles it), got {scale!r}.")
+                by_layer.setdefault((layer, scale), []).append(neuron)
             for (layer, scale), neurons in by_layer.items():
                 yield Intervention("neurons", layer, "scale", scale, index=neurons, positions=positions)
         else:
@@ -422,3 +441,8 @@ def _context_length(config) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return 2048
+
+
+def _spaced_script(ch: str) -> bool:
+    """A letter or digit of a script that puts spaces between words (below the CJK blocks)."""
+    return ch.isalnum() and ord(ch) < 0x2E80

@@ -82,6 +82,10 @@ class StateWatch:
         self._callbacks.append(ref)
         _install_cell_hook()
 
+    def remove(self, callback: Callable[..., object]) -> None:
+        """Stop calling ``callback`` (a view that is closed)."""
+        self._callbacks = [ref for ref in self._callbacks if ref() is not None and ref() != callback]
+
     def notify(self, same_as: int | None = None) -> int:
         """Tell every listener if the state moved since the last time; the current version."""
         lm = self._lm()

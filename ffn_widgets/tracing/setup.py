@@ -59,7 +59,7 @@ def prepare_trace(lm: LM, prompt: str, subject: str, target=None, samples: int =
     draws = (torch.randn(samples, stop - start, lm.d_model, generator=gen) * sigma).to(lm.device, lm.dtype)
     corrupt_ids, noised = ids[None].repeat(samples, 1), list(range(start, stop))
     runs = base_runs(lm, ids, corrupt_ids, draws, noised)
-    tid, text = checked_target(lm, runs, target, check_target)
+    tid, text = checked_target(lm, runs, lm.continuation(prompt, target), check_target)
     return TraceSetup(prompt, ids, lm.token_strings(ids), tid, text, corrupt_ids, draws, noised, start,
                       (start, stop), None, sigma, runs=runs, seed=int(seed))
 
@@ -76,7 +76,7 @@ def prepare_patch(lm: LM, clean_prompt: str, corrupted_prompt: str, target=None,
     if not differ:
         raise InputError("The two prompts are the same tokens: there is nothing to patch.")
     runs = base_runs(lm, ids, other[None])
-    tid, text = checked_target(lm, runs, target, check_target)
+    tid, text = checked_target(lm, runs, lm.continuation(clean_prompt, target), check_target)
     return TraceSetup(clean_prompt, ids, lm.token_strings(ids), tid, text, other[None], None, [], differ[0],
                       (differ[0], differ[-1] + 1), corrupted_prompt, None, runs=runs)
 

@@ -108,6 +108,13 @@ class ViewWidget(anywidget.AnyWidget):
         self.weights_version = lm.state_version
         lm.watch.add(self._weights_moved)
 
+    def close(self) -> None:
+        """Close the widget and stop following the weights (a closed view computes nothing more)."""
+        followed = getattr(self, "_followed", None)
+        if followed is not None:
+            followed.watch.remove(self._weights_moved)
+        super().close()
+
     def _weights_moved(self, version: int, same_as: int | None = None) -> None:
         if version == self.weights_version:
             return

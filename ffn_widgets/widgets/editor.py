@@ -95,7 +95,7 @@ class Editor(ViewWidget):
                               for f in self.facts]
             self.subject = subject if subject is not None else fact.get("subject", "")
             new = target if target is not None else fact.get("target_new")
-            self.target = "" if new is None else (new if target is not None else continuation(new))
+            self.target = "" if new is None else (lm.continuation(prompt, new) if target is not None else continuation(new))
             self.layer = lm.check_layer(int(layer))
             if hint is not None:
                 self.hint = {"values": pack(hint, "float32"), "label": hint_label or "layer hint",
@@ -119,7 +119,7 @@ class Editor(ViewWidget):
             if subject is not None:
                 self.subject = str(subject)
             if target is not None:
-                self.target = str(target)
+                self.target = self.lm.continuation(self.prompt, str(target))  # the README's target rule
             if method is not None:
                 if method not in self.methods:
                     raise InputError(f"method must be one of {', '.join(self.methods)}, got {method!r}.")
@@ -287,8 +287,6 @@ class Editor(ViewWidget):
     @handles("apply")
     def _on_apply(self, msg):
         target = msg.get("target")
-        if isinstance(target, str) and target and not target[0].isspace() and not self.prompt[-1:].isspace():
-            target = " " + target  # what a person types: "Rome" continues "…city of" as " Rome"
         layer = msg.get("layer")
         self.apply(subject=msg.get("subject"), target=target, method=msg.get("method"),
                    layer=None if layer is None else _layer(layer))

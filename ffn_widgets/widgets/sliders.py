@@ -120,6 +120,12 @@ class NeuronSliders(ViewWidget):
             self.scales = scales
             self.scales_seq = seq
 
+    @traitlets.validate("scales")
+    def _valid_scales(self, proposal):
+        """Every door refuses NaN and scales out of range: the browser's messages, set_scale, and this trait."""
+        keys = list(self.neuron_list) + [(-1, -1)] * len(proposal["value"])
+        return [_checked(v, key) for v, key in zip(proposal["value"], keys)]
+
     def connect(self, explorer) -> None:
         """Neurons selected in ``explorer`` get a slider here, and these sliders show in its panel."""
         explorer.on_neuron_selected(lambda layer, neuron: self.add(layer, neuron))
