@@ -44,7 +44,8 @@ lab: setup
 	@mkdir -p $(WORKSPACE)/lessons/solutions
 	@for nb in notebooks/lessons/*.ipynb notebooks/lessons/solutions/*.ipynb; do \
 		dest="$(WORKSPACE)/$${nb#notebooks/}"; test -e "$$dest" || cp "$$nb" "$$dest"; done
-	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(WORKSPACE)" $(ARGS) "$(WORKSPACE)/00_tour.ipynb"
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(WORKSPACE)" \
+		--LabApp.default_url=/lab/tree/00_tour.ipynb $(ARGS) "$(WORKSPACE)/00_tour.ipynb"
 
 test: setup browser
 	cd js && npm test

@@ -48,4 +48,6 @@ def test_make_lab_serves_a_copy_of_the_tour(tmp_path):
         assert {p: p.read_bytes() for p in NOTEBOOKS} == before
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        printed = proc.communicate(timeout=30)[0]
+    # without a display (no browser opens) the address printed is the tour's, not the bare /lab
+    assert f":{port}/lab/tree/00_tour.ipynb?token=" in printed, printed[-2000:]  # (a given token prints as ...)
