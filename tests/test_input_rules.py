@@ -88,3 +88,17 @@ def test_edits_apply_the_target_rule(lm):
         e = edit(lm, [request], layers=[1], apply=False, **batch)
         assert e.requests[0]["target_new"] == " Rome", edit.__name__
     assert torch.equal(lm.site_module("neurons", 1).weight, before) and len(lm.edits) == 0
+
+
+def test_tokens_that_are_part_of_a_character_show_their_bytes(lm):
+    """Byte-level BPE splits "→" or "ü" into tokens that are not characters on their own: they show as their
+    bytes (``\\xe2``), never as "�", and the bytes of a word's tokens read back as the word."""
+    text = "naïve café → Zürich Ωmega 東京"
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    shown = lm.token_strings(ids)
+    assert not any("\ufffd" in s for s in shown)
+    partial = [s for s in shown if "\\x" in s]
+    assert partial, "this text has tokens that are parts of characters"
+    raw = b"".join(s.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1")
+                   if "\\x" in s else s.encode() for s in shown)
+    assert raw.decode() == lm.tokenizer.decode(ids)

@@ -153,6 +153,16 @@ def default_layer(lm: LM) -> int:
     return max(1, round(lm.n_layers * 0.25)) if lm.n_layers > 2 else 0
 
 
+def default_layer_reason(lm: LM) -> str:
+    """Why :func:`default_layer` chose its layer, in a few words (the Editor shows it beside a trace's peak)."""
+    from .where import MEASURED_LAYERS
+
+    measured = MEASURED_LAYERS.get(lm.name.split("/")[-1])
+    if measured is not None and measured[1] == lm.n_layers:
+        return "where edits of the dev facts succeed best (edit_layer_sweep)"
+    return "a quarter of the depth, as ROME edits GPT-J"
+
+
 def rome_steps(lm: LM, prompt: str, subject: str, target: str, layer: int | None = None, *,
                method: str = "r-rome", seed: int = 0, prefixes: list[str] | None = None, corpus=None,
                tokens: int = DEFAULT_TOKENS, settings: RomeSettings = RomeSettings(), reuse_states: bool = True,

@@ -324,7 +324,11 @@ class LM:
         for i in ids:
             i = int(i)
             if i not in self._token_text:
-                self._token_text[i] = self.tokenizer.decode([i])
+                text = self.tokenizer.decode([i])
+                if "\ufffd" in text:  # part of a multi-byte character: show its bytes, not "�"
+                    raw = _token_bytes(self.tokenizer.convert_ids_to_tokens(i))
+                    text = raw.decode("utf-8", errors="backslashreplace") if raw is not None else text
+                self._token_text[i] = text
             out.append(self._token_text[i])
         return out
 
@@ -446,3 +450,24 @@ def _context_length(config) -> int:
 def _spaced_script(ch: str) -> bool:
     """A letter or digit of a script that puts spaces between words (below the CJK blocks)."""
     return ch.isalnum() and ord(ch) < 0x2E80
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_symbols() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2, Llama 3, SmolLM...): each byte is one printable character; bytes that
+    are printable Latin-1 stand for themselves, the others for 256 + their rank."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(others)}}
+
+
+def _token_bytes(token: str | None) -> bytes | None:
+    """The raw bytes of one vocabulary entry: byte-level BPE symbols, or SentencePiece's ``<0xE2>``; else None."""
+    if not token:
+        return None
+    if token.startswith("<0x") and token.endswith(">") and len(token) == 6:
+        return bytes([int(token[3:5], 16)])
+    table = _byte_symbols()
+    if all(ch in table for ch in token):
+        return bytes(table[ch] for ch in token)
+    return None

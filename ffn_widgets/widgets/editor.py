@@ -29,7 +29,7 @@ import weakref
 import torch
 import traitlets
 
-from ..editing.rome import default_layer, rome_steps
+from ..editing.rome import default_layer, default_layer_reason, rome_steps
 from ..editing.stats import DEFAULT_TOKENS
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
@@ -99,7 +99,8 @@ class Editor(ViewWidget):
             self.layer = lm.check_layer(int(layer))
             if hint is not None:
                 self.hint = {"values": pack(hint, "float32"), "label": hint_label or "layer hint",
-                             "peak": int(torch.nan_to_num(hint, nan=-math.inf).argmax())}
+                             "peak": int(torch.nan_to_num(hint, nan=-math.inf).argmax()),
+                             "default": default_layer(lm), "default_reason": default_layer_reason(lm)}
             self.title = f"Edit: {prompt}" if self.facts is None else f"Edit {len(self.facts)} facts"
         self._refresh_due = False
         ref = weakref.ref(self)

@@ -1,37 +1,8 @@
-// The entry of the single ESM bundle behind every ffn_widgets widget (anywidget's `initialize` and
-// `render`): draw the frame, then the view the Python class names in its `view` trait (views/index.ts).
-// The layers, imports pointing down only: views/ -> components/ -> core/.
-import { channel, closeChannel, ensureStyle, h, Model, mountFrame, RenderProps } from "./core";
-import { views } from "./views";
-
-export function initialize({ model }: { model: Model }): () => void {
-  channel(model); // message handlers (acks, custom messages) once per model, not per rendered view
-  return () => closeChannel(model);
-}
-
-export function render({ model, el }: RenderProps): () => void {
-  ensureStyle();
-  const frame = mountFrame(model, el);
-  const name = String(model.get("view") ?? "");
-  const view = views[name];
-  let cleanup: (() => void) | void;
-  if (!view) {
-    const known = Object.keys(views).sort().join(", ") || "none";
-    frame.content.appendChild(h("div", { class: "fw-error", text: `Unknown view "${name}" (this bundle has: ${known}). Rebuild the front end with \`make js\`.` }));
-  } else {
-    try {
-      cleanup = view({ model, el: frame.content });
-    } catch (err) {
-      frame.content.appendChild(h("div", { class: "fw-error", text: `The "${name}" view failed to draw: ${String(err)}` }));
-    }
-  }
-  return () => {
-    if (typeof cleanup === "function") cleanup();
-    frame.cleanup();
-  };
-}
+// The entry of the single ESM bundle behind every ffn_widgets widget: anywidget reads the default export
+// (`initialize` and `render`, in host.ts); saved HTML pages use `mountExports`.
+import { initialize, render } from "./host";
 
 export default { initialize, render };
 
-// The kernel-less host of saved HTML pages (ffn_widgets/export.py); anywidget reads only the default export.
+// The kernel-less host of saved HTML pages (ffn_widgets/widgets/export.py); anywidget reads only the default export.
 export { mountExports } from "./standalone";

@@ -1,7 +1,7 @@
 // The causal-trace view with a fake model: rows fill in as the kernel publishes them, subject tokens are
 // marked, an MLP click asks for neurons, the neuron list opens cards, model text stays text.
 import { beforeEach, describe, expect, it } from "vitest";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { Call, FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const L = 4;

@@ -3,7 +3,7 @@
 // frame's dock button (shown in a JupyterLab shell, hidden for the dock itself and inside it).
 import { beforeEach, describe, expect, it } from "vitest";
 import { DOCK_TITLE } from "../src/core";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { FakeModel } from "./fakes";
 
 /** A widget manager whose views count how often they were created and removed. */

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { barHeights } from "../src/components/layer_strip";
 import { logRange, logY } from "../src/components/line_chart";
 import { pct, verdict } from "../src/views/editor_report";
-import { initialize, render } from "../src/widget";
+import { initialize, render } from "../src/host";
 import { FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const side = (pTrue: number, pNew: number, top: string) => ({ p_true: pTrue, p_new: pNew, top: [[top, 0.6], [" <i>x</i>", 0.1]] });
@@ -62,6 +62,17 @@ describe("editor view", () => {
     expect(q(el, ".fw-ed-progress").style.display).toBe("none");
     expect(q(el, ".fw-ed-report").style.display).toBe("none");
     expect(q(el, ".fw-ed-log-empty").style.display).toBe("");
+  });
+
+  it("the strip says both the hint's peak and the default edit layer, and why, when they differ", () => {
+    const hint = { values: packed("float32", [6], [0.1, 0.5, NaN, 0.9, -0.2, 0.3]), peak: 3, label: "MLP indirect effect",
+      default: 1, default_reason: "where edits of the dev facts succeed best (edit_layer_sweep)" };
+    const { el } = mount({ hint });
+    const title = q(el, ".fw-strip-title").textContent!;
+    expect(title).toContain("▲ peak at layer 3");
+    expect(title).toContain("default layer 1: where edits of the dev facts succeed best");
+    const same = mount({ hint: { ...hint, default: 3 } });
+    expect(q(same.el, ".fw-strip-title").textContent).not.toContain("default layer");
   });
 
   it("Apply sends what the user typed and chose; the strip picks a layer", () => {

@@ -1,7 +1,7 @@
 // The prompt views with a fake model: payload decoding, the canvas is drawn, hover/click stay in the
 // browser, gestures send the right messages, model text is never parsed as HTML.
 import { beforeEach, describe, expect, it } from "vitest";
-import { render, initialize } from "../src/widget";
+import { render, initialize } from "../src/host";
 import { FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const L = 3; // layers

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Heatmap } from "../src/components/heatmap";
 import { placeTooltip } from "../src/components/tooltip";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { sequential, readTheme } from "../src/core/theme";
 import { Call, FakeModel, installRecordingCanvas, packed } from "./fakes";
 

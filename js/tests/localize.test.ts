@@ -2,7 +2,7 @@
 // cells marked), the fact as text, live redraws, Run / Cancel / layer clicks / card buttons as gestures, and
 // the neuron lists the kernel sends.
 import { beforeEach, describe, expect, it } from "vitest";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { barGeometry } from "../src/views/localize";
 import { FakeModel, packed } from "./fakes";
 

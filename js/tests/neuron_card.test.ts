@@ -1,7 +1,7 @@
 // The neuron card view with a fake model: text stays text, the histogram and prompt marks are drawn,
 // navigation sends set_neuron, and kernel updates redraw.
 import { beforeEach, describe, expect, it } from "vitest";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const EVIL = "<img src=x onerror=alert(1)>";

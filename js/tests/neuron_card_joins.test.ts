@@ -1,7 +1,7 @@
 // The neuron card's joined part with a fake model: knowledge score, trace share and edits as text, hints when
 // they are unknown, and the slider sending coalesced scales and drawing the kernel's answer.
 import { beforeEach, describe, expect, it } from "vitest";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { FakeModel, installRecordingCanvas } from "./fakes";
 
 const EVIL = "<img src=x onerror=alert(1)>";

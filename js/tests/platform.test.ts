@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { decode, decodeFloat, halfToFloat } from "../src/core/arrays";
-import { render, initialize } from "../src/widget";
+import { render, initialize } from "../src/host";
+import * as bundle from "../src/widget";
 import { sendLatest, onMessage } from "../src/core/messages";
 import { views } from "../src/views/index";
 import { diverging, sequential, readTheme, parseColor } from "../src/core/theme";
@@ -191,5 +192,15 @@ describe("theme and heatmap", () => {
     expect(calls.some((c) => c.op === "strokeRect")).toBe(true);
     expect(showToken(" ")).toBe("␣");
     hm.destroy();
+  });
+});
+
+describe("the bundle's exports", () => {
+  it("gives anywidget initialize and render in the default export only (a named render is deprecated there)", () => {
+    expect((bundle as Record<string, unknown>).render).toBeUndefined();
+    expect((bundle as Record<string, unknown>).initialize).toBeUndefined();
+    expect(bundle.default.render).toBe(render);
+    expect(bundle.default.initialize).toBe(initialize);
+    expect(typeof bundle.mountExports).toBe("function");
   });
 });

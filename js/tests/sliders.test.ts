@@ -1,7 +1,7 @@
 // The sliders view with a fake model: rows and bars drawn from the kernel's state, drags coalesced to
 // the newest value, bars redrawn with the answered seq and latency, model text kept as text.
 import { beforeEach, describe, expect, it } from "vitest";
-import { initialize, render } from "../src/widget";
+import { initialize, render } from "../src/host";
 import { FakeModel, packed } from "./fakes";
 
 function prediction(seq: number, probs: number[], target = { id: 99, text: " <b>Paris</b>", prob: 0.01, rank: 7, original_prob: 0.2, original_rank: 0 }) {

@@ -1,7 +1,7 @@
 // The stability view with a fake model: controls and their gestures, the curves growing with the rows, the
 // collapse thresholds and marker, the summary; and the editor's batch mode (fact list, methods, per-fact rows).
 import { beforeEach, describe, expect, it } from "vitest";
-import { initialize, render } from "../src/widget";
+import { initialize, render } from "../src/host";
 import { FakeModel } from "./fakes";
 
 const row = (step: number, extra: Record<string, unknown> = {}) => ({

@@ -4,7 +4,7 @@ import {
   decodeBuffer, KERNEL_NOTICE, mountExports, MODULE_TYPE, SavedState, StandaloneManager, STATE_TYPE, VIEW_TYPE, withBuffers,
 } from "../src/standalone";
 import { views } from "../src/views/index";
-import { initialize, render } from "../src/widget";
+import { initialize, render } from "../src/host";
 
 const b64 = (bytes: number[]) => btoa(String.fromCharCode(...bytes));
 

@@ -2,7 +2,7 @@
 // visible, so a token that is a single space is never an empty box or an invisible axis label.
 import { beforeEach, describe, expect, it } from "vitest";
 import { showToken } from "../src/core/format";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { Call, FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const SPACES = "   "; // a whole token of three spaces (byte-level BPE vocabularies have them)

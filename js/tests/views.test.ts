@@ -1,7 +1,7 @@
 // The standalone views (LogitLens, NeuronList) and the prompt box's coalescing, with a fake model.
 // (The explorer itself is covered in explorer.test.ts.)
 import { beforeEach, describe, expect, it } from "vitest";
-import { render } from "../src/widget";
+import { render } from "../src/host";
 import { FakeModel, installRecordingCanvas, packed } from "./fakes";
 
 const L = 3;

@@ -17,8 +17,11 @@ export function layerStrip(onPick: (layer: number) => void) {
 
   return {
     el,
-    update(values: ArrayLike<number>, selected: number, peak: number, label: string) {
-      setText(title, `${label} · ▲ peak at layer ${peak} · click a bar to edit there`);
+    update(values: ArrayLike<number>, selected: number, peak: number, label: string,
+           fallback?: { layer: number; reason: string }) {
+      // the hint's peak and the default edit layer can differ (a prompt's trace vs the measured sweep): say both
+      const why = fallback && fallback.layer !== peak ? ` · default layer ${fallback.layer}: ${fallback.reason}` : "";
+      setText(title, `${label} · ▲ peak at layer ${peak}${why} · click a bar to edit there`);
       bars.setAttribute("aria-label", label);
       if (cells.length !== values.length) {
         cells = Array.from(values, (_, layer) => {

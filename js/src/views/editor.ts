@@ -138,7 +138,10 @@ export function render({ model, el }: RenderProps) {
   function drawHint() {
     const hint = model.get("hint");
     strip.el.style.display = hint && hint.values ? "" : "none";
-    if (hint && hint.values) strip.update(decodeFloat(hint.values).data, Number(layer.value), Number(hint.peak), String(hint.label ?? ""));
+    if (hint && hint.values) {
+      const fallback = typeof hint.default === "number" ? { layer: hint.default, reason: String(hint.default_reason ?? "") } : undefined;
+      strip.update(decodeFloat(hint.values).data, Number(layer.value), Number(hint.peak), String(hint.label ?? ""), fallback);
+    }
   }
 
   function drawStatus() {
