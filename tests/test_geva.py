@@ -107,7 +107,12 @@ def test_figures_frame_and_errors(setup):
     lm, _, index = setup
     stats = geva_stats(lm, index, layers=[1], triggers=2, examples=10, permutations=2)
     assert list(stats.to_frame().layer) == [1] and len(stats.to_frame().columns) == 6
-    assert len(stats.figure("agreement").data) == 4 and len(stats.figure("composition").data) == 1
+    agreement, composition = stats.figure("agreement"), stats.figure("composition")
+    assert len(agreement.data) == 5 and len(composition.data) == 2
+    # reference levels are named in the legend: no label drawn over the last bar or a point
+    assert not agreement.layout.annotations and not composition.layout.annotations
+    assert agreement.data[-1].name == "1/vocab" and composition.data[-1].name == "Geva 2021: ≥ 68%"
+    assert list(composition.data[-1].y) == [68, 68]
     with pytest.raises(fw.InputError, match="which must be"):
         stats.figure("nope")
     with pytest.raises(fw.InputError, match="triggers must be"):

@@ -97,6 +97,9 @@ def test_refinement_and_iteration(tiny_lm):
     assert len(kn.to_frame()) == len(kn)
     fig = kn.figure()
     assert len(fig.data) == 2 and len(fig.data[1].x) == len(kn)
+    for _, colour in fig.data[1].marker.colorscale:  # every kept neuron stands out on white, the weakest too
+        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.55, colour
 
 
 def test_bad_input_leaves_the_model_untouched(tiny_lm):

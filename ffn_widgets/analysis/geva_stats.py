@@ -61,13 +61,12 @@ class GevaStats:
                                   (self.chance, "chance (permuted neurons)", "dot"),
                                   (self.chance_any, f"chance, any of top {self.triggers}", "dot")):
                 fig.add_scatter(x=layers, y=100 * y, name=name, mode="lines+markers", line_dash=dash)
-            fig.add_hline(y=100 * self.uniform_chance, line_dash="dash", line_color="grey",
-                          annotation_text="1/vocab")
+            reference(fig, layers, 100 * self.uniform_chance, "1/vocab")
             fig.update_layout(title=title("Do values predict what follows their keys' triggers?"),
                               yaxis_title="% of memories")
         elif which == "composition":
             fig.add_bar(x=layers, y=100 * self.composition, name="differs from every memory")
-            fig.add_hline(y=68, line_dash="dash", line_color="grey", annotation_text="Geva 2021: ≥ 68%")
+            reference(fig, layers, 68, "Geva 2021: ≥ 68%")
             scope = "all memories" if self.top_memories is None else f"the {self.top_memories} strongest memories"
             fig.update_layout(title=title(f"Layer output's top token differs from that of {scope}",
                                           f"{self.examples:,} positions"), yaxis_title="% of positions",
@@ -76,6 +75,12 @@ class GevaStats:
             raise InputError(f"which must be 'agreement' or 'composition', got {which!r}.")
         fig.update_layout(xaxis={"title": "layer", **integer_ticks(len(layers))})
         return sized(fig, 260, lines=1 if which == "agreement" else 2)
+
+
+def reference(fig, layers, y: float, name: str) -> None:
+    """A dashed reference level named in the legend (a label on the plot would sit on a bar or a point)."""
+    fig.add_scatter(x=[layers[0] - 0.5, layers[-1] + 0.5], y=[y, y], mode="lines", name=name, hoverinfo="skip",
+                    line={"dash": "dash", "color": "grey", "width": 1})
 
 
 def geva_stats(lm: LM, index: TriggerIndex, texts=None, *, layers=None, triggers: int | None = None, examples: int = 500,

@@ -91,7 +91,8 @@ class KnowledgeNeurons:
             fig.add_trace(go.Scatter(
                 x=list(neurons), y=list(layers), mode="markers", name="knowledge neurons",
                 # the colour bar sits in the lower part of the right margin, the legend above it
-                marker={"color": list(scores), "colorscale": "Reds", "size": 12, "showscale": True,
+                # reds that all stand out on white: the weakest kept neuron must not vanish (plotly's "Reds" starts white)
+                marker={"color": list(scores), "colorscale": VISIBLE_REDS, "size": 12, "showscale": True,
                         "colorbar": {"title": {"text": "mean score", "side": "right"}, "y": 0, "yanchor": "bottom",
                                      "len": 0.6, "thickness": 12}, "line": {"width": 1, "color": "black"}},
                 hovertemplate="L%{y} N%{x}<br>mean score %{marker.color:.4f}<extra></extra>"))
@@ -101,6 +102,9 @@ class KnowledgeNeurons:
                           legend={"y": 1, "yanchor": "top"}, xaxis={"title": "neuron", "range": [-1, d_mlp]},
                           yaxis={"title": "layer", "range": [-0.5, n_layers - 0.5], **integer_ticks(n_layers)})
         return sized(fig, 12 * n_layers, min_plot_px=300)
+
+
+VISIBLE_REDS = [[0.0, "#ef5a3c"], [0.5, "#d42a20"], [1.0, "#67000d"]]
 
 
 def riemann_alphas(steps: int) -> torch.Tensor:
