@@ -33,7 +33,8 @@ labextension: setup
 
 # Debian's chromium for the real-browser tests (Playwright drives it; it cannot download its own browser here).
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null || (echo "Installing Debian's chromium and one font package (fonts-liberation), without recommended packages, for the browser tests" \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation)
 
 # JupyterLab opens your own copies of the notebooks in $(WORKSPACE)/ (made once, never overwritten, ignored by
 # git): running and autosaving them never changes the tracked notebooks. As root (containers, class images)

@@ -186,8 +186,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const ids = [CommandIDs.explore, CommandIDs.exploreDocked, CommandIDs.trace, CommandIDs.card];
     for (const command of ids) palette?.addItem({ command, category: CATEGORY });
-    app.contextMenu.addItem({ type: "separator", selector: ".jp-Notebook", rank: 60 });
-    ids.forEach((command, i) => app.contextMenu.addItem({ command, args: FROM_MENU, selector: ".jp-Notebook", rank: 60 + i / 10 }));
+    // one group after JupyterLab's own notebook items (the log console sits at rank 60), between two separators
+    app.contextMenu.addItem({ type: "separator", selector: ".jp-Notebook", rank: 70 });
+    ids.forEach((command, i) => app.contextMenu.addItem({ command, args: FROM_MENU, selector: ".jp-Notebook", rank: 70 + (i + 1) / 10 }));
+    app.contextMenu.addItem({ type: "separator", selector: ".jp-Notebook", rank: 71 });
   },
 };
 
