@@ -110,8 +110,8 @@ def test_explore_selection_from_the_context_menu_inserts_an_explorer(lab, ran):
     page.mouse.click(point["x"], point["y"], button="right")
     items = page.locator(".lm-Menu .lm-Menu-itemLabel").all_inner_texts()
     ours = ["Explore selection", "Explore selection in the side panel", "Causal trace of selection", "Open neuron card…"]
-    start = items.index(ours[0])
-    assert items[start:start + len(ours)] == ours  # one group: nothing of JupyterLab's between them
+    first = items.index(ours[0])
+    assert items[first:first + len(ours)] == ours  # one group: nothing of JupyterLab's between them
     page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Explore selection'))").click()
     cell = new_cell(page, lab, start, f'fw.Explorer(fw.current_model(), "{PROMPT}")', ".fw-activation-panel canvas")
     assert cell.locator(".fw-prompt input").input_value() == PROMPT
