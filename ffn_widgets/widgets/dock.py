@@ -154,8 +154,13 @@ def _place(d: Dock) -> None:
     frontend = _FRONTEND
 
     def add():
-        frontend.shell.add(holder, "right", {"rank": 900})
-        _show(frontend)
+        # once: ipylab calls its ready callbacks again on every page load, and its shell model puts back what it
+        # holds by itself (one copy per kernel; the extension shows them in one tab); opened at a docking only
+        frontend.on_ready(add, remove=True)
+        if not getattr(holder, "_in_shell", False):
+            holder._in_shell = True
+            frontend.shell.add(holder, "right", {"rank": 900})
+            _show(frontend)
 
     if frontend._ready_event.is_set():
         add()

@@ -1,15 +1,15 @@
 // The ffn_widgets JupyterLab 4 / Notebook 7 extension: commands on selected text, in the command palette and
 // the notebook's context menu. They run in the active notebook's kernel after a silent check that ffn_widgets
-// is imported there and a model is loaded. The side panel itself is a widget placed by ipylab from the kernel
-// (ffn_widgets/widgets/dock.py); this extension asks the kernel to dock an explorer, and selects the panel's tab
-// when the kernel docks a view (ipylab can only expand the right area, not pick a tab in it), and removes it when
-// its kernel restarts (its views are dead then).
+// is imported there and a model is loaded. Each kernel's dock view is placed by ipylab from the kernel
+// (ffn_widgets/widgets/dock.py); this extension gathers them into one FFN tab per window (panels.ts), asks the
+// kernel to dock an explorer, selects the tab when the kernel docks a view (ipylab can only expand the right area,
+// not pick a tab in it), and drops a kernel's dock when that kernel restarts (its views are dead then).
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { Dialog, ICommandPalette, InputDialog, showDialog } from "@jupyterlab/apputils";
 import { INotebookTracker, NotebookActions, type NotebookPanel } from "@jupyterlab/notebook";
 import { Widget } from "@lumino/widgets";
 import { kernelState, runSilently } from "./kernel";
-import { findPanel, removePanelsWithTheirKernel, widen } from "./panels";
+import { findPanel, PanelHost, removePanelsWithTheirKernel, widen } from "./panels";
 import { SelectionTracker } from "./selection";
 import {
   cardCode, cleanSelection, dockedExplorerCode, explorerCode, guessSubject, type KernelState, neuronRangeError,
@@ -54,7 +54,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
   optional: [ICommandPalette],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker, palette: ICommandPalette | null) => {
     const selection = new SelectionTracker(tracker);
-    removePanelsWithTheirKernel(app, tracker);
+    const host = new PanelHost(app, tracker);
+    removePanelsWithTheirKernel(host, tracker);
     const current = (): NotebookPanel | null => tracker.currentWidget;
     const selected = (): string => {
       const panel = current();
@@ -174,7 +175,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: "Show the FFN side panel",
       caption: "Select the side panel of docked ffn_widgets views, models and edits",
       execute: async (args) => {
-        const panel = await findPanel(app);
+        const panel = await findPanel(host, tracker);
         if (panel) {
           app.shell.activateById(panel.id);
           widen(app, panel);
