@@ -49,6 +49,7 @@ _LAZY = {name: module for module, names in {
     "editing.localization": ["localize", "localize_many", "Localization", "LocalizationSet"],
     "model.lm": ["current_model", "live_models"],
     "widgets.export": ["export_html"],
+    "sharded.session": ["cluster", "Cluster", "ClusterError"],
 }.items() for name in names}
 
 

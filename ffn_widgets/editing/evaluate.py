@@ -13,12 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..sharded.session import current
 from ..data.facts import edit_facts, target
+from ..memories.corpus import Corpus, load_corpus
 from ..model import LM, InputError
-from ..model.long_runs import progress_bar
+from ..model.long_runs import progress_bar, run_steps
 from .metrics import fact_scores, generate, harmonic_mean, ngram_entropy
-from .rome import rome_edit
-from .stats import DEFAULT_TOKENS, KeyMoments
+from .rome import default_layer, rome_edit
+from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
 
 
 # ---- many facts, one at a time ------------------------------------------------------------------
@@ -82,17 +84,26 @@ def evaluate_edits(lm: LM, facts=None, method: str = "r-rome", layer: int | None
     facts = edit_facts(facts)
     if method not in ("r-rome", "rome"):
         raise InputError(f"method must be 'r-rome' or 'rome' here, got {method!r}.")
-    rows = []
-    bar = progress_bar(progress, len(facts), f"evaluating {method}")
-    try:
-        for fact in facts:
-            rows.append(_evaluate_one(lm, fact, method, layer, fluency_prompts, fluency_tokens, seed, corpus,
-                                      tokens, edit_kwargs))
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    args = (method, layer, fluency_prompts, fluency_tokens, seed, corpus, tokens, edit_kwargs)
+    if current() is not None:  # one fact per shard, with the caller's key statistics (computed here once)
+        from ..sharded.jobs import cluster_per_fact
+
+        moments = KeyMoments(lm, [default_layer(lm) if layer is None else layer], corpus, tokens)
+        run_steps(moments.steps(progress))
+        rows = cluster_per_fact(current(), lm, _evaluate_one, facts, args, f"evaluating {method}", progress,
+                                statistics_of(moments))
+    else:
+        rows = []
+        bar = progress_bar(progress, len(facts), f"evaluating {method}")
+        try:
+            for fact in facts:
+                rows.append(_evaluate_one(lm, fact, *args))
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     return EditEvaluation(rows, {"method": method, "layer": layer, "fluency_tokens": fluency_tokens})
 
 
@@ -166,25 +177,37 @@ def edit_layer_sweep(lm: LM, facts=None, layers=None, method: str = "r-rome", *,
     The key statistics of all the layers come from one pass over the corpus."""
     facts = edit_facts(facts)
     layers = list(range(lm.n_layers)) if layers is None else [lm.check_layer(int(x)) for x in layers]
-    for _ in KeyMoments(lm, layers, corpus, tokens).steps(progress):
-        pass
-    rows = []
-    bar = progress_bar(progress, len(layers) * len(facts), "layer sweep")
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    moments = KeyMoments(lm, layers, corpus, tokens)
+    run_steps(moments.steps(progress))
     befores = [fact_scores(lm, f) for f in facts]
+    items = [(layer, fact, before) for layer in layers for fact, before in zip(facts, befores)]
+    args = (method, seed, corpus, tokens, edit_kwargs)
+    if current() is not None:  # one (layer, fact) per shard
+        from ..sharded.jobs import cluster_per_fact
+
+        return LayerSweep(cluster_per_fact(current(), lm, _sweep_one, items, args, "layer sweep", progress,
+                                           statistics_of(moments)))
+    rows = []
+    bar = progress_bar(progress, len(items), "layer sweep")
     try:
-        for layer in layers:
-            for fact, before in zip(facts, befores):
-                with lm.edits.temporary():
-                    rome_edit(lm, fact["prompt"], fact["subject"], target(fact["target_new"]), layer,
-                              method=method, seed=seed, corpus=corpus, tokens=tokens, progress=False, **edit_kwargs)
-                    after = fact_scores(lm, fact, before=before)
-                rows.append({"layer": layer, "subject": fact["subject"],
-                             **{k: after[k] for k in ("efficacy", "paraphrase", "neighbourhood",
-                                                      "efficacy_magnitude", "paraphrase_magnitude")}})
-                if bar is not None:
-                    bar.update(1)
+        for item in items:
+            rows.append(_sweep_one(lm, item, *args))
+            if bar is not None:
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     return LayerSweep(rows)
+
+
+def _sweep_one(lm, item, method, seed, corpus, tokens, edit_kwargs) -> dict:
+    layer, fact, before = item
+    with lm.edits.temporary():
+        rome_edit(lm, fact["prompt"], fact["subject"], target(fact["target_new"]), layer,
+                  method=method, seed=seed, corpus=corpus, tokens=tokens, progress=False, **edit_kwargs)
+        after = fact_scores(lm, fact, before=before)
+    return {"layer": layer, "subject": fact["subject"],
+            **{k: after[k] for k in ("efficacy", "paraphrase", "neighbourhood", "efficacy_magnitude",
+                                     "paraphrase_magnitude")}}
 

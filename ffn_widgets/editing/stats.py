@@ -29,10 +29,17 @@ from ..model import LM, InputError
 from ..model.loading import cache_dir
 from ..model.long_runs import deferred_interrupt, progress_bar
 from ..model.watch import same_model
+from ..sharded.shards import given
 
 DEFAULT_TOKENS = 100_000
 TEXT_TOKENS = 256
 BATCH_TEXTS = 8
+
+
+def statistics_of(moments: "KeyMoments") -> dict[str, torch.Tensor]:
+    """A finished pass's statistics by cache file name, to send with a cluster job (a worker finds them by
+    the same name instead of its disk cache: :func:`ffn_widgets.sharded.shards.provided`)."""
+    return {moments.paths[layer].name: moments.result[layer] for layer in moments.layers}
 
 
 class _Stop(Exception):
@@ -72,7 +79,8 @@ class KeyMoments:
             for p in self.paths.values():
                 p.unlink(missing_ok=True)
         for layer, p in self.paths.items():
-            loaded = _read(p, lm.d_mlp)
+            loaded = given(p.name)
+            loaded = _read(p, lm.d_mlp) if loaded is None else loaded
             if loaded is not None:
                 self.result[layer] = loaded
         self.todo = [layer for layer in self.layers if layer not in self.result]
@@ -80,11 +88,27 @@ class KeyMoments:
             if self.todo else None
 
     def steps(self, progress=False) -> Iterator[float]:
-        """Run the pass, yielding the fraction done after each batch (nothing when everything is cached)."""
+        """Run the pass, yielding the fraction done after each batch (nothing when everything is cached); inside
+        ``fw.cluster()`` the texts are shared out to the workers and their sums added here."""
         if not self.todo:
             return
+        from ..sharded.session import current
+
         texts = corpus_texts(self.lm, self.corpus, self.tokens)
         sums, done = self._resume(len(texts))
+        cluster = current()
+        if cluster is not None:
+            yield from self._on_cluster(cluster, texts, sums, done, progress)
+        else:
+            yield from self._local(texts, sums, done, progress)
+        count = texts.numel()
+        for layer in self.todo:
+            self.result[layer] = sums[layer] / count
+            _write(self.paths[layer], {"moment": self.result[layer]}, {"tokens": str(count)})
+        self.partial.unlink(missing_ok=True)
+        self.todo = []
+
+    def _local(self, texts, sums, done, progress) -> Iterator[float]:
         bar = progress_bar(progress, texts.numel(), f"key statistics {self.lm.name}", done * self.width, "tok")
         last_save = time.monotonic()
         try:
@@ -100,22 +124,45 @@ class KeyMoments:
                     if bar is not None:
                         bar.update(batch.numel())
                     if time.monotonic() - last_save > self.checkpoint_seconds and done < len(texts):
-                        _write(self.partial, {f"sum{layer}": s for layer, s in sums.items()}, {"done": str(done)})
+                        self.save_partial(sums, done)
                         last_save = time.monotonic()
                     yield done / len(texts)
         except BaseException:
             if 0 < done < len(texts):
-                _write(self.partial, {f"sum{layer}": s for layer, s in sums.items()}, {"done": str(done)})
+                self.save_partial(sums, done)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        count = texts.numel()
-        for layer in self.todo:
-            self.result[layer] = sums[layer] / count
-            _write(self.paths[layer], {"moment": self.result[layer]}, {"tokens": str(count)})
-        self.partial.unlink(missing_ok=True)
-        self.todo = []
+
+    def _on_cluster(self, cluster, texts, sums, done, progress) -> Iterator[float]:
+        """The pass over ``texts[done:]`` on the cluster's workers, in pieces of whole batches; ``sums`` grows in text
+        order (the float64 sums do not depend on which worker finished first), checkpointed on Ctrl-C."""
+        from ..sharded.dispatch import split, stream_shards
+        from ..sharded.jobs import SHARDS_PER_WORKER, InOrder, started
+
+        n = len(texts)
+        pieces = split(-(-(n - done) // BATCH_TEXTS), cluster.workers * SHARDS_PER_WORKER)
+        bounds = [(done + r.start * BATCH_TEXTS, min(n, done + r.stop * BATCH_TEXTS)) for r in pieces]
+        shards = [(texts[a:b], self.todo) for a, b in bounds]
+        version, order, merged = started(cluster, self.lm), InOrder(), done
+        try:
+            for i, part in stream_shards(cluster, self.lm, key_moment_sums, shards, progress=progress, unit="tok",
+                                         desc=f"key statistics {self.lm.name}", weights=[s[0].numel() for s in shards]):
+                for j, ready in order.add(i, part):
+                    for layer in self.todo:
+                        sums[layer] += ready[layer]
+                    merged = bounds[j][1]
+                self.tokens_done = merged * self.width
+                yield merged / n
+            same_model(self.lm, version, "The key statistics")
+        except BaseException:
+            if done < merged < n:
+                self.save_partial(sums, merged)  # the texts merged in order so far: a later run resumes there
+            raise
+
+    def save_partial(self, sums: dict[int, torch.Tensor], done: int) -> None:
+        _write(self.partial, {f"sum{layer}": s for layer, s in sums.items()}, {"done": str(done)})
 
     def _resume(self, n_texts: int) -> tuple[dict[int, torch.Tensor], int]:
         fresh = {layer: torch.zeros(self.lm.d_mlp, self.lm.d_mlp, dtype=torch.float64) for layer in self.todo}
@@ -130,6 +177,15 @@ class KeyMoments:
         except (KeyError, ValueError, AssertionError):
             return fresh, 0
         return sums, done
+
+
+def key_moment_sums(lm: LM, texts: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
+    """A cluster worker's shard: Σ Kᵀ K of ``layers`` over ``texts``, batch by batch as in process, unedited."""
+    sums = {layer: torch.zeros(lm.d_mlp, lm.d_mlp, dtype=torch.float64) for layer in layers}
+    with lm.edits.original():
+        for start in range(0, len(texts), BATCH_TEXTS):
+            add_key_moments(lm, texts[start:start + BATCH_TEXTS], layers, sums)
+    return sums
 
 
 def text_tokens(lm: LM) -> int:

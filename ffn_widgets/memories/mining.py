@@ -70,6 +70,7 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
             _remove(_partial(final))
     miner = Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
                    fingerprint=lm.fingerprint)
+    miner.source = lm
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
 
 
@@ -94,6 +95,7 @@ class Miner:
     def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str):
         self.lm, self.corpus, self.params, self.final = lm, corpus, params, final
         self.fingerprint = fingerprint
+        self.source = lm  # the model as the caller has it (lm may be a copy in another dtype)
         self.lead, self.ids, self.ends, offsets = _tokenize(lm.tokenizer, corpus.sentences, params["max_tokens"])
         self.offsets = torch.as_tensor(offsets)
         if self.offsets[-1] >= LOW:
@@ -116,17 +118,25 @@ class Miner:
         last_save, stop = time.monotonic(), len(self.batches)
         if max_batches is not None:
             stop = min(stop, state.batches_done + max_batches)
+        from ..sharded.session import current
+
+        def merged(state: _State, tokens: int) -> None:
+            nonlocal last_save
+            if bar is not None:
+                bar.update(tokens)
+            if time.monotonic() - last_save > checkpoint_seconds and state.batches_done < len(self.batches):
+                self._checkpoint(partial, state)
+                last_save = time.monotonic()
+
         version = self.lm.state_version
         try:
+            if current() is not None:  # shards of the plan on the cluster's workers, merged here in order
+                self._on_cluster(current(), state, stop, merged)
             for b in range(state.batches_done, stop):
                 same_model(self.lm, version, "Mining")  # an index from two models would describe neither
                 with deferred_interrupt():
                     self._step(state, self.batches[b])
-                if bar is not None:
-                    bar.update(len(self.batches[b]) * self._length(self.batches[b]))
-                if time.monotonic() - last_save > checkpoint_seconds and b + 1 < len(self.batches):
-                    self._checkpoint(partial, state)
-                    last_save = time.monotonic()
+                merged(state, len(self.batches[b]) * self._length(self.batches[b]))
         except BaseException:
             if state.batches_done and not state.dirty:
                 self._checkpoint(partial, state)  # the last whole batch: resume continues from here
@@ -140,6 +150,31 @@ class Miner:
         self._write_final(state)
         _remove(partial)
         return TriggerIndex.load(self.final)
+
+    def _on_cluster(self, cluster, state: _State, stop: int, on_merged) -> None:
+        """Batches ``state.batches_done .. stop`` on the cluster's workers, merged into ``state`` in batch order
+        (so checkpoints stay whole batches); ``on_merged(state, tokens)`` after each merged shard."""
+        import ray
+
+        from ..sharded.dispatch import split, stream_shards
+        from ..sharded.jobs import SHARDS_PER_WORKER, InOrder, started
+
+        lm = self.source  # workers load the model as loaded and convert it to the mining dtype themselves
+        pieces = split(stop - state.batches_done, cluster.workers * SHARDS_PER_WORKER)
+        ids = [list(range(state.batches_done + r.start, state.batches_done + r.stop)) for r in pieces]
+        corpus = ray.put(self.corpus)
+        sizes = [sum(len(self.batches[b]) * self._length(self.batches[b]) for b in batch_ids) for batch_ids in ids]
+        version, order, k = started(cluster, lm), InOrder(), self.params["k"]
+        for i, part in stream_shards(cluster, lm, mine_batches, [(corpus, self.params, b) for b in ids],
+                                     desc=f"mining {lm.name}", progress=False, weights=sizes, unit="tok"):
+            for j, (keys, counts) in order.add(i, part):
+                same_model(lm, version, "Mining")  # an index from two models would describe neither
+                with deferred_interrupt():  # a merge is whole or not at all: a checkpoint never holds half of one
+                    state.keys = torch.cat([state.keys, keys.to(state.keys.device)], -1).topk(k, dim=-1).values
+                    state.counts += counts.to(state.counts.device)
+                    state.batches_done += len(ids[j])
+                    state.tokens_done += sizes[j]
+                on_merged(state, sizes[j])
 
     def _step(self, state: _State, sentences: np.ndarray) -> None:
         """One forward pass over sentences of equal length, updating ``state`` in place layer by layer."""
@@ -258,6 +293,24 @@ class Miner:
         except BaseException:
             _remove(tmp)
             raise
+
+
+_WORKER_MINER: dict = {}  # in a cluster worker: the running job's miner (the corpus tokenised once, not per shard)
+
+
+def mine_batches(lm: LM, corpus: Corpus, params: dict, batch_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cluster worker's shard: top-k keys and histogram counts of these batches of the plan, from an empty state."""
+    key = (corpus.digest, tuple(sorted(params.items())))
+    if key not in _WORKER_MINER:
+        _WORKER_MINER.clear()
+        dtype = as_dtype(params["dtype"])
+        _WORKER_MINER[key] = Miner(lm if dtype == lm.dtype else _converted(lm, dtype), corpus, params,
+                                   Path("unused"), lm.fingerprint)
+    miner = _WORKER_MINER[key]
+    state = miner.fresh()
+    for b in batch_ids:
+        miner._step(state, miner.batches[b])
+    return state.keys.cpu(), state.counts.cpu()
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class LM:
         self._edit_log = None
         self._interventions, self._watch = 0, None
         self.block_output_arity, self.flat_mlp = self._probe_block_output()
+        self.recipe: dict | None = None  # how load_model loaded it (a cluster worker loads it the same way)
         self.serial = next(_SERIALS)  # names the model in the side panel
         _LIVE[self.serial] = self
         for callback in list(_ON_NEW):

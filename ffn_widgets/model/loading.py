@@ -83,7 +83,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, model=None, tok
             offload_folder = tempfile.mkdtemp(prefix="ffn-widgets-offload-")
         net = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map,
                                                    offload_folder=offload_folder)
-    return LM(net, tok, name=name)
+    lm = LM(net, tok, name=name)
+    lm.recipe = {"name_or_path": None if name_or_path is None else str(name_or_path),
+                 "dtype": str(dtype).replace("torch.", "")}  # how a cluster worker loads the same model
+    return lm
 
 
 def _check_device(device) -> torch.device | None:

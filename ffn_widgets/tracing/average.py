@@ -124,36 +124,47 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
     facts = list(facts)
     if not facts:
         raise InputError("No facts to trace: pass a list of dicts with 'prompt' and 'subject'.")
+    for fact in facts:
+        if not isinstance(fact, dict) or "prompt" not in fact or "subject" not in fact:
+            raise InputError(f"Each fact needs 'prompt' and 'subject' keys, got {fact!r}.")
     sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
-    traces: list[TraceSet] = []
-    skipped: list[tuple[str, str]] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    args = (kinds, window, samples, sigma, seed)
+    from ..sharded.session import current
 
-        bar = tqdm(total=len(facts), desc="facts", unit="fact")
-    try:
-        for fact in facts:
-            if not isinstance(fact, dict) or "prompt" not in fact or "subject" not in fact:
-                raise InputError(f"Each fact needs 'prompt' and 'subject' keys, got {fact!r}.")
-            obj = fact.get("target_true", fact.get("target"))
-            try:
-                setup = prepare_trace(lm, fact["prompt"], fact["subject"], None if obj is None else with_space(obj),
-                                      samples, sigma, seed)
-            except InputError as exc:
-                skipped.append((fact["prompt"], str(exc)))
-            else:
-                traces.append(TraceStream(lm, setup, kinds, window, progress=False).run())
-                same_model(lm, traces[0].weights_version, "trace_many")  # every fact traced on one model
+    if current() is not None:
+        from ..sharded.jobs import cluster_per_fact
+
+        done = cluster_per_fact(current(), lm, trace_one, facts, args, "trace_many", progress)
+    else:
+        from ..model.long_runs import progress_bar
+
+        bar, done, version = progress_bar(progress, len(facts), "facts", unit="fact"), [], lm.state_version
+        try:
+            for fact in facts:
+                done.append(trace_one(lm, fact, *args))
+                same_model(lm, version, "trace_many")  # every fact traced on one model
+                if bar is not None:
+                    bar.update()
+        finally:
             if bar is not None:
-                bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
+    traces = [t for t in done if isinstance(t, TraceSet)]
+    skipped = [t for t in done if not isinstance(t, TraceSet)]
     if not traces:
         raise InputError("The model predicts none of these facts' targets, so there is nothing to average: "
                          + "; ".join(reason for _, reason in skipped[:3]))
     return average(traces, skipped)
+
+
+def trace_one(lm: LM, fact: dict, kinds, window: int, samples: int, sigma: float, seed: int):
+    """One fact of :func:`trace_many`: its TraceSet, or ``(prompt, reason)`` when the model does not know it."""
+    obj = fact.get("target_true", fact.get("target"))
+    try:
+        setup = prepare_trace(lm, fact["prompt"], fact["subject"], None if obj is None else with_space(obj),
+                              samples, sigma, seed)
+    except InputError as exc:
+        return (fact["prompt"], str(exc))
+    return TraceStream(lm, setup, kinds, window, progress=False).run()
 
 
 def average(traces: list[TraceSet], skipped=()) -> TraceAverage:
