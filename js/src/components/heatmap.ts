@@ -1,6 +1,6 @@
 // A reusable canvas heatmap: row/column labels, optional text in cells, hover tooltip, click/keyboard
 // selection, highlighted cell. Hover and click use data already in the browser (no kernel round trip).
-import { css, h, perFrame, readTheme, Scale, showToken, textOn, Theme } from "../core";
+import { css, h, isNarrow, perFrame, readTheme, Scale, showToken, textOn, Theme } from "../core";
 import { placeTooltip } from "./tooltip";
 
 export interface HeatmapData {
@@ -22,6 +22,9 @@ export interface HeatmapOptions {
   minCellWidth?: number;
   /** Widest cell; by default cells share out the whole width, so the map fills its box. */
   maxCellWidth?: number;
+  /** Columns are tokens: a map wider than its box starts scrolled to its right end, where the last token (the
+   *  one whose prediction is read) is, and stays there while the user has not scrolled away. */
+  keepLastColumn?: boolean;
   tooltip?: (row: number, col: number) => string[];
   onClick?: (row: number, col: number) => void;
   onHover?: (row: number, col: number) => void;
@@ -38,6 +41,7 @@ export class Heatmap {
   private geom = { x0: 0, y0: 0, cw: 0, ch: 0, width: 0, height: 0, rotate: false };
   private theme: Theme | null = null;
   private resize?: ResizeObserver;
+  private atEnd = true; // the last column is in view (keepLastColumn): redraws keep it there
   private onMove: ReturnType<typeof perFrame<[number, number, number, number]>>;
 
   constructor(private opts: HeatmapOptions = {}) {
@@ -61,6 +65,9 @@ export class Heatmap {
       if (cell) this.choose(cell[0], cell[1]);
     });
     this.canvas.addEventListener("keydown", (e) => this.key(e));
+    this.el.addEventListener("scroll", () => {
+      this.atEnd = this.el.scrollLeft + this.el.clientWidth >= this.el.scrollWidth - 2;
+    });
     if (typeof ResizeObserver === "function") {
       let lastWidth = -1;
       this.resize = new ResizeObserver(() => {
@@ -78,6 +85,7 @@ export class Heatmap {
    *  redraws on every part of a streamed payload, and painting is what the browser then spends on). */
   setData(data: HeatmapData): void {
     const same = this.data !== null && samePicture(this.data, data) && sameTheme(this.theme, readTheme(this.el));
+    if (this.data && !sameList(this.data.colLabels, data.colLabels)) this.atEnd = true; // a new prompt: its last token
     this.data = data;
     if (this.selected && (this.selected[0] >= data.rows || this.selected[1] >= data.cols)) this.selected = null;
     if (!same) this.draw();
@@ -183,11 +191,8 @@ export class Heatmap {
     // Numeric column labels (layers) that do not fit are thinned to every 2nd, 5th, 10th...; tokens rotate,
     // and a rotated last label needs room on the right.
     const numeric = labels.length > 0 && labels.every((s) => /^-?\d+$/.test(s));
-    const cellWidth = (pad: number) => {
-      const avail = Math.max(200, (this.el.clientWidth || 800) - x0 - pad);
-      const w = Math.min(this.opts.maxCellWidth ?? Infinity, Math.floor((8 * avail) / Math.max(1, d.cols)) / 8);
-      return Math.max(this.opts.minCellWidth ?? 14, w);
-    };
+    const cellWidth = (pad: number) =>
+      cellWidthFor(this.el.clientWidth || 800, x0 + pad, d.cols, this.opts.minCellWidth ?? 14, this.opts.maxCellWidth);
     let cw = cellWidth(8);
     const rotate = !numeric && widest + 6 > cw;
     if (rotate) cw = cellWidth(40);
@@ -203,6 +208,8 @@ export class Heatmap {
       this.canvas.style.width = `${width}px`;
       this.canvas.style.height = `${height}px`;
     }
+    const overflow = width - this.el.clientWidth;
+    if (this.opts.keepLastColumn && this.atEnd && overflow > 0) this.el.scrollLeft = overflow;
     this.geom = { x0, y0: 4, cw, ch, width, height, rotate };
     const g = this.geom;
     this.canvas.dataset.rows = String(d.rows);
@@ -283,6 +290,19 @@ export class Heatmap {
     outline(this.hovered, t.muted, 1);
     outline(this.selected, t.dark ? "#ffd54f" : "#ff6f00", 2);
   }
+}
+
+/** The narrowest column a narrow box (a side panel) allows: a cell, without its text. */
+export const NARROW_MIN_CELL = 16;
+
+/** A column's width in a box `box` px wide of which `used` px go to labels and margins: the columns share out
+ * the rest (in 1/8 px steps, so rounding never overflows the box), between the view's `min` and `max`. In a
+ * narrow box `min` gives way down to NARROW_MIN_CELL, so that a short prompt fits without scrolling. */
+export function cellWidthFor(box: number, used: number, cols: number, min = 14, max = Infinity): number {
+  const narrow = isNarrow(box);
+  const avail = narrow ? box - used : Math.max(200, box - used);
+  const share = Math.min(max, Math.floor((8 * avail) / Math.max(1, cols)) / 8);
+  return Math.max(narrow ? Math.min(min, NARROW_MIN_CELL) : min, share);
 }
 
 /** The smallest of 1, 2, 5, 10, 20, 50... that is at least `needed` (cells per label). */

@@ -2,6 +2,7 @@
 // content, and the button that docks the view in the FFN side panel (JupyterLab and Notebook 7 only: the kernel
 // places the panel there through ipylab; other hosts have no side panel to put it in).
 import { h, setText } from "./dom";
+import { watchNarrow } from "./narrow";
 import type { Model } from "./types";
 
 export const DOCK_TITLE = "Dock in the FFN side panel";
@@ -36,6 +37,7 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
     root.prepend(dock); // floated right: the view's first row makes room for it instead of lying under it
   }
   el.appendChild(root);
+  const stopNarrow = watchNarrow(root);
 
   const showError = () => {
     const msg = String(model.get("error") ?? "");
@@ -89,6 +91,7 @@ export function mountFrame(model: Model, el: HTMLElement): { content: HTMLElemen
       model.off("change:progress", showProgress);
       model.off("change:stale", showStale);
       model.off("change:weights_version", showVersion);
+      stopNarrow();
       root.remove();
     },
   };

@@ -9,6 +9,7 @@ export * from "./dom";
 export * from "./format";
 export * from "./frame";
 export * from "./messages";
+export * from "./narrow";
 export * from "./style";
 export * from "./theme";
 export * from "./types";

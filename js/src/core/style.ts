@@ -29,23 +29,25 @@ const CSS = `
 .fw-progress-fill.fw-indeterminate { width: 30%; animation: fw-slide 1.2s infinite steps(6); }
 @keyframes fw-slide { from { transform: translateX(-100%); } to { transform: translateX(334%); } }
 .fw-heatmap { position: relative; overflow-x: auto; max-width: 100%; }
+.fw-root svg[viewBox] { max-width: 100%; height: auto; }
 .fw-heatmap-canvas { display: block; cursor: crosshair; outline: none; }
 .fw-heatmap-canvas:focus-visible { outline: 1px dashed var(--jp-brand-color1, #1976d2); }
 .fw-tooltip { position: absolute; pointer-events: none; z-index: 10; padding: 5px 8px; border-radius: 4px;
   background: var(--jp-layout-color2, #f0f0f0); color: var(--jp-ui-font-color0, #111); border: 1px solid var(--jp-border-color1, #ccc);
   box-shadow: 0 2px 6px rgba(0,0,0,0.2); font-size: 12px; white-space: pre; max-width: 420px; }
 .fw-tooltip-head { font-weight: 600; }
-.fw-legend { display: inline-flex; align-items: center; gap: 6px; font-size: 11px; color: var(--jp-ui-font-color1, #444); }
+.fw-legend { display: inline-flex; flex-wrap: wrap; max-width: 100%; align-items: center; gap: 6px; font-size: 11px;
+  color: var(--jp-ui-font-color1, #444); }
 .fw-legend-bar { width: 160px; height: 10px; border: 1px solid var(--jp-border-color2, #ddd); }
 .fw-legend-title { font-weight: 600; }
 .fw-toolbar { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: center; margin: 4px 0 8px; }
 .fw-toolbar label { display: inline-flex; gap: 6px; align-items: center; color: var(--jp-ui-font-color1, #444); }
-.fw-root select, .fw-root input[type=text], .fw-root textarea { font: inherit; color: var(--jp-ui-font-color0, #111);
+.fw-root select, .fw-root input[type=text], .fw-root textarea { max-width: 100%; font: inherit; color: var(--jp-ui-font-color0, #111);
   background: var(--jp-input-background, var(--jp-layout-color1, #fff)); border: 1px solid var(--jp-border-color1, #ccc);
   border-radius: 3px; padding: 3px 6px; }
 .fw-root button.fw-button { font: inherit; cursor: pointer; color: var(--jp-ui-font-color0, #111);
   background: var(--jp-layout-color2, #eee); border: 1px solid var(--jp-border-color1, #ccc); border-radius: 3px; padding: 3px 10px; }
-.fw-seg { display: inline-flex; border: 1px solid var(--jp-border-color1, #ccc); border-radius: 3px; overflow: hidden; }
+.fw-seg { display: inline-flex; flex-wrap: wrap; max-width: 100%; border: 1px solid var(--jp-border-color1, #ccc); border-radius: 3px; overflow: hidden; }
 .fw-seg button { font: inherit; border: none; padding: 3px 10px; cursor: pointer; background: var(--jp-layout-color1, #fff);
   color: var(--jp-ui-font-color1, #333); }
 .fw-seg button + button { border-left: 1px solid var(--jp-border-color1, #ccc); }
@@ -54,7 +56,9 @@ const CSS = `
 .fw-muted { color: var(--jp-ui-font-color2, #777); }
 .fw-token { font-family: var(--jp-code-font-family, monospace); background: var(--jp-layout-color2, #eee);
   border-radius: 3px; padding: 0 3px; white-space: pre; }
-.fw-table { border-collapse: collapse; font-size: 12px; }
+.fw-table { border-collapse: collapse; font-size: 12px; max-width: 100%; }
+.fw-table td:not(.fw-num) { overflow-wrap: anywhere; }
+.fw-table th { overflow-wrap: break-word; }
 .fw-table th { text-align: left; font-weight: 600; color: var(--jp-ui-font-color1, #444); padding: 3px 8px;
   border-bottom: 1px solid var(--jp-border-color1, #ccc); }
 .fw-table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color3, #eee); vertical-align: middle; }
@@ -65,10 +69,10 @@ const CSS = `
 .fw-bar { display: inline-block; height: 8px; vertical-align: middle; border-radius: 1px; }
 .fw-panel { border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 4px; padding: 8px 10px; margin: 6px 0;
   background: var(--jp-layout-color0, transparent); }
-.fw-panel-head { display: flex; align-items: baseline; justify-content: space-between; gap: 8px; margin-bottom: 6px; }
+.fw-panel-head { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: 8px; margin-bottom: 6px; }
 .fw-grid2 { display: grid; grid-template-columns: minmax(0, 1fr); gap: 8px; }
-.fw-prompt { display: flex; gap: 8px; align-items: center; margin-bottom: 6px; }
-.fw-prompt input[type=text] { flex: 1; min-width: 200px; font-family: var(--jp-code-font-family, monospace); }
+.fw-prompt { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin-bottom: 6px; }
+.fw-prompt input[type=text] { flex: 1; min-width: min(200px, 100%); font-family: var(--jp-code-font-family, monospace); }
 .fw-dock-button { float: right; margin: 0 0 2px 6px; position: relative; z-index: 5; width: 22px; height: 20px; padding: 0;
   font-size: 13px; line-height: 18px; cursor: pointer; opacity: 0.45; color: var(--jp-ui-font-color1, #333);
   background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color2, #ddd); border-radius: 3px; }
@@ -76,10 +80,15 @@ const CSS = `
 .fw-dock-button:hover { background: var(--jp-layout-color2, #eee); border-color: var(--jp-brand-color1, #1976d2); }
 .fw-in-dock .fw-dock-button { display: none; }
 .fw-dock { padding: 0 6px; min-width: 0; }
+/* narrow boxes (core/narrow.ts: a docked view, a narrow notebook): less padding, smaller keys, tighter tables */
+.fw-narrow .fw-panel { padding: 6px; }
+.fw-narrow .fw-legend-bar { width: 96px; }
+.fw-narrow .fw-table th, .fw-narrow .fw-table td { padding-left: 4px; padding-right: 4px; }
+.fw-narrow .fw-table .fw-token { white-space: pre-wrap; overflow-wrap: anywhere; }
 .fw-dock-section { font-weight: 600; font-size: var(--jp-ui-font-size0, 11px); text-transform: uppercase;
   letter-spacing: 0.05em; color: var(--jp-ui-font-color2, #777); margin: 10px 0 2px; }
 .fw-dock-item, .fw-dock-model { background: var(--jp-layout-color1, #fff); }
-.fw-dock-item > .fw-panel-head { align-items: center; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
+.fw-dock-item > .fw-panel-head { flex-wrap: nowrap; align-items: center; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
   padding-bottom: 4px; }
 .fw-dock-title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .fw-dock-body { overflow-x: auto; max-width: 100%; }

@@ -9,7 +9,13 @@ const CSS = `
 .fw-ed-form { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: 6px 10px; align-items: center; }
 .fw-ed-form > .fw-muted { justify-self: end; }
 .fw-ed-prompt-text { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; }
-.fw-ed-form input[type=text] { font-family: var(--jp-code-font-family, monospace); width: 16em; }
+.fw-ed-form input[type=text] { font-family: var(--jp-code-font-family, monospace); width: 16em; max-width: 100%; }
+.fw-narrow .fw-ed-form { grid-template-columns: minmax(0, 1fr); gap: 2px; }
+.fw-narrow .fw-ed-form > .fw-muted { justify-self: start; margin-top: 4px; }
+.fw-narrow .fw-ed-prompt-cell { min-width: 8em; }
+.fw-narrow .fw-ed-table td.fw-num, .fw-narrow .fw-ed-top, .fw-narrow .fw-ed-verdict { white-space: normal; }
+.fw-narrow .fw-ed-bars { display: flex; margin: 0 0 2px; }
+.fw-narrow .fw-ed-verdict { overflow-wrap: normal; }
 .fw-ed-form input[type=number] { width: 5em; font: inherit; color: var(--jp-ui-font-color0, #111);
   background: var(--jp-input-background, var(--jp-layout-color1, #fff)); border: 1px solid var(--jp-border-color1, #ccc); border-radius: 3px; padding: 3px 6px; }
 .fw-ed-line { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; }
@@ -17,9 +23,9 @@ const CSS = `
 .fw-root button:disabled { opacity: 0.5; cursor: default; }
 .fw-strip { margin-top: 2px; }
 .fw-strip-bars { display: flex; gap: 1px; align-items: flex-end; margin-top: 2px; }
-.fw-strip-bar { display: flex; flex-direction: column; align-items: center; width: 14px; padding: 0; border: none; background: none;
+.fw-strip-bar { display: flex; flex-direction: column; align-items: center; flex: 0 1 14px; min-width: 4px; padding: 0; border: none; background: none;
   cursor: pointer; color: var(--jp-ui-font-color1, #444); }
-.fw-strip-track { width: 12px; height: 36px; display: flex; align-items: flex-end; border-radius: 1px;
+.fw-strip-track { width: calc(100% - 2px); height: 36px; display: flex; align-items: flex-end; border-radius: 1px;
   background: var(--jp-layout-color2, #eee); background: color-mix(in srgb, currentColor 9%, transparent); }
 .fw-strip-bar:hover .fw-strip-track { outline: 1px solid var(--jp-border-color1, #ccc); }
 .fw-strip-fill { width: 100%; background: var(--fw-neg, #5b8fca); }

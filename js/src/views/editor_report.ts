@@ -149,7 +149,7 @@ export function logTable(onUndo: (key: string) => void) {
     h("thead", {}, [h("tr", {}, ["#", "method", "fact", "layer", "‖ΔW‖", "time", ""].map((t) => h("th", { text: t })))]),
     body,
   ]);
-  const el = h("div", {}, [empty, table]);
+  const el = h("div", { class: "fw-ed-scroll" }, [empty, table]); // seven columns: a narrow box scrolls them
   return {
     el,
     update(rows: LogRow[], busy: boolean) {

@@ -22,7 +22,7 @@ const CSS = `
 .fw-loc-edit .fw-loc-fill { background: var(--fw-pos, #d8734f); }
 .fw-loc-on { box-shadow: inset 0 0 0 2px var(--jp-brand-color1, #1976d2); }
 .fw-loc-section { grid-column: 1 / -1; font-weight: 600; margin-top: 6px; color: var(--jp-ui-font-color1, #444); }
-.fw-loc-sites { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 8px 24px; }
+.fw-loc-sites { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(420px, 100%), 1fr)); gap: 8px 24px; }
 .fw-loc-site { min-width: 0; overflow-x: auto; }
 .fw-loc-site .fw-table { width: 100%; }
 .fw-loc-site .fw-table td { white-space: nowrap; }

@@ -12,6 +12,7 @@ import { cardJoins, JOINS_CSS } from "./neuron_card_joins";
 const CSS = `
 .fw-card-grid { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 10px; }
 @media (max-width: 720px) { .fw-card-grid { grid-template-columns: minmax(0, 1fr); } }
+.fw-narrow .fw-card-grid { grid-template-columns: minmax(0, 1fr); }
 .fw-card-triggers { list-style: none; margin: 0; padding: 0; max-height: 340px; overflow-y: auto; font-size: 12px; }
 .fw-card-triggers li { display: flex; gap: 8px; padding: 2px 0; border-bottom: 1px solid var(--jp-border-color3, #eee); }
 .fw-card-act { font-family: var(--jp-code-font-family, monospace); min-width: 52px; text-align: right; color: var(--jp-ui-font-color2, #777); }
@@ -22,7 +23,7 @@ const CSS = `
 .fw-card-next.fw-agrees { color: var(--jp-success-color1, #2e7d32); font-weight: 600; }
 .fw-card-hist { display: block; width: 100%; height: 120px; }
 .fw-card-values { display: grid; grid-template-columns: auto minmax(60px, 1fr) auto; gap: 1px 8px; align-items: center; font-size: 12px; }
-.fw-card-values .fw-token { justify-self: start; }
+.fw-card-values .fw-token { justify-self: start; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }
 .fw-card-sub { font-weight: 600; margin: 6px 0 2px; }
 .fw-card-prompt { display: flex; flex-wrap: wrap; gap: 2px; font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 .fw-card-tok { padding: 1px 3px; border-radius: 2px; white-space: pre; text-align: center; }

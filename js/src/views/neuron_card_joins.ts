@@ -6,6 +6,7 @@ import { formatNumber, h, RenderProps, sendLatest, setText, showToken } from "..
 export const JOINS_CSS = `
 .fw-card-joins { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 6px 16px; margin-top: 6px; }
 @media (max-width: 720px) { .fw-card-joins { grid-template-columns: minmax(0, 1fr); } }
+.fw-narrow .fw-card-joins { grid-template-columns: minmax(0, 1fr); }
 .fw-card-join { min-width: 0; overflow-wrap: anywhere; }
 .fw-card-yes { color: var(--jp-success-color1, #2e7d32); font-weight: 600; }
 .fw-card-slider-row { display: flex; gap: 8px; align-items: center; }

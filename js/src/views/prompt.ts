@@ -53,6 +53,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     flipRows: true,
     cellHeight: 12,
     minCellWidth: 40, // and no widest: the map fills the panel
+    keepLastColumn: true,
     ariaLabel: "activation heatmap",
     tooltip: (r, c) => actTooltip(r, c),
     onClick: (r, c) => pickCell(r, c),
@@ -91,6 +92,7 @@ export function renderPrompt(model: Model, el: HTMLElement, parts: Parts): () =>
     flipRows: true,
     cellHeight: 17,
     minCellWidth: 40, // and no widest: the map fills the panel
+    keepLastColumn: true,
     ariaLabel: "logit lens",
     tooltip: (r, c) => lensTooltip(r, c),
     onClick: (r, c) => pickCell(r, c),

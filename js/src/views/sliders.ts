@@ -15,7 +15,11 @@ const CSS = `
 .fw-bar-target { font-weight: 600; }
 .fw-bar-was { position: absolute; top: -2px; bottom: -2px; width: 2px; background: var(--jp-ui-font-color1, #333); opacity: 0.55; }
 .fw-bar-sep { grid-column: 1 / -1; border-top: 1px dashed var(--jp-border-color1, #ccc); height: 0; }
-.fw-continuation { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; }
+.fw-continuation { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; overflow-wrap: anywhere; }
+.fw-narrow .fw-sliders-rows { grid-template-columns: auto minmax(60px, 1fr) 52px auto; gap: 4px 6px; }
+.fw-narrow .fw-sliders-rows input[type=number] { width: 52px; }
+.fw-narrow .fw-bars { grid-template-columns: auto minmax(60px, 1fr) auto; gap: 2px 6px; }
+.fw-narrow .fw-bars .fw-token { white-space: pre-wrap; overflow-wrap: anywhere; }
 `;
 
 const lastSeq = new WeakMap<object, number>(); // per model: the highest message number used or answered
