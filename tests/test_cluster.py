@@ -100,6 +100,26 @@ def test_evaluate_edits_and_the_layer_sweep_equal_in_process(lm, corpus, cluster
     assert sweep.rows == sweep_here.rows
 
 
+def test_knowledge_neurons_localisation_and_the_method_comparison_equal_in_process(lm, corpus, cluster):
+    with _outside(cluster):
+        kn_here = fw.knowledge_experiment(lm, FACTS[:2], steps=4)
+        loc_here = fw.localize_many(lm, FACTS[:2], edit_layers=[1], samples=2, steps=4, corpus=corpus, tokens=512,
+                                    edit_kwargs={"settings": QUICK["settings"]}, progress=False)
+        cmp_here = fw.compare_methods(lm, FACTS, methods=("memit", "r-rome"), layer=2, n_unrelated=3, corpus=corpus,
+                                      tokens=512)
+    kn = fw.knowledge_experiment(lm, FACTS[:2], steps=4)
+    assert kn.rows == kn_here.rows and kn.weights_version == lm.state_version
+    loc = fw.localize_many(lm, FACTS[:2], edit_layers=[1], samples=2, steps=4, corpus=corpus, tokens=512,
+                           edit_kwargs={"settings": QUICK["settings"]}, progress=False)
+    for a, b in zip(loc.results, loc_here.results, strict=True):
+        for name in a.measures:
+            np.testing.assert_array_equal(a.measures[name], b.measures[name])
+        assert a.weights_version == lm.state_version
+    cmp = fw.compare_methods(lm, FACTS, methods=("memit", "r-rome"), layer=2, n_unrelated=3, corpus=corpus, tokens=512)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in cmp.rows] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in cmp_here.rows]
+
+
 def test_an_edited_model_is_rebuilt_on_the_workers(lm, corpus, cluster):
     facts = [{"prompt": f["prompt"], "subject": f["subject"]} for f in FACTS]
     w0 = lm.values(1).clone()

@@ -297,19 +297,31 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
     layer-0 neurons), so that what is measured is what is specific to each fact. See ``.dropped``.
     To compare both, ``experiment.remeasure(lm, drop_shared=0.2)`` reuses this run's attributions.
     """
-    from ..data.facts import target as with_space
-
     _check_measurement(positions, drop_shared)
     if not facts:
         raise InputError("facts is empty: pass a list of facts such as fw.load_facts().")
-    iterator = facts
-    if progress:
-        from tqdm.auto import tqdm
+    from ..sharded.session import current
 
-        iterator = tqdm(facts, desc="knowledge neurons")
-    found = [knowledge_neurons(lm, fact["prompt"], with_space(fact["target_true"]), fact.get("paraphrases", ()),
-                               steps, threshold, share) for fact in iterator]
+    args = (steps, threshold, share)
+    if current() is not None:  # the attributions (the cost) one fact per shard; the measurements here
+        from ..sharded.jobs import cluster_per_fact
+
+        found = cluster_per_fact(current(), lm, _fact_neurons, list(facts), args, "knowledge neurons", progress)
+    else:
+        iterator = facts
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(facts, desc="knowledge neurons")
+        found = [_fact_neurons(lm, fact, *args) for fact in iterator]
     return _measure(lm, list(facts), found, positions, seed, drop_shared)
+
+
+def _fact_neurons(lm: LM, fact: dict, steps: int, threshold: float, share: float) -> KnowledgeNeurons:
+    from ..data.facts import target as with_space
+
+    return knowledge_neurons(lm, fact["prompt"], with_space(fact["target_true"]), fact.get("paraphrases", ()),
+                             steps, threshold, share)
 
 
 def _check_measurement(positions: str, drop_shared: float | None) -> None:

@@ -62,18 +62,23 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")
-    rows = []
-    for method in methods:
-        batch_method = method in ("memit", "alphaedit")
-        where = default_layers(lm, layer) if batch_method and layer is not None else layer
-        steps = 1 if batch_method else len(facts)
-        run = stability_steps(lm, facts, method, len(facts) if batch_method else 1, steps, layer=where, seed=seed,
-                              every=steps, n_unrelated=n_unrelated, fluency_tokens=fluency_tokens, **edit_kwargs)
-        (row,) = list(run)
-        rows.append({"method": method, "facts": len(facts), "efficacy": row["efficacy"],
-                     "paraphrase": row["paraphrase"], "neighbourhood": row["neighbourhood"], "kl": row["kl"],
-                     "norm_ratio": row["norm_ratio"], "fluency_before": row["fluency_before"],
-                     "fluency_after": row["fluency"], "seconds": row["seconds_edit"], "skipped": row["skipped"]})
+    args = (facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs)
+    from ..sharded.session import current
+
+    if current() is not None:  # one method per shard, with the caller's key statistics of every layer they edit
+        from ..sharded.jobs import cluster_per_fact
+        from ..model.long_runs import run_steps
+        from .rome import default_layer
+        from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
+
+        layers = {x for m in methods for x in (default_layers(lm, layer) if m in ("memit", "alphaedit")
+                                                else [default_layer(lm) if layer is None else layer])}
+        moments = KeyMoments(lm, sorted(layers), edit_kwargs.get("corpus"), edit_kwargs.get("tokens", DEFAULT_TOKENS))
+        run_steps(moments.steps(False))
+        rows = cluster_per_fact(current(), lm, _method_row, list(methods), args, "compare_methods", True,
+                                statistics_of(moments))
+    else:
+        rows = [_method_row(lm, method, *args) for method in methods]
     return MethodComparison(rows, {"facts": len(facts), "layer": layer, "seed": seed})
 
 
@@ -136,3 +141,19 @@ def runs_table(runs) -> str:
                      f"{pct(s['retention'])} | {pct(s['paraphrase'])} | {pct(s['neighbourhood'])} | {s['kl']:.4f} | "
                      f"{s['norm_ratio']:.3f} | {s['seconds_per_edit']:.1f} |")
     return "\n".join(lines)
+
+
+def _method_row(lm: LM, method: str, facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs) -> dict:
+    """One method's scores, from the model as found (taken out again afterwards)."""
+    from .memit import default_layers
+
+    batch_method = method in ("memit", "alphaedit")
+    where = default_layers(lm, layer) if batch_method and layer is not None else layer
+    steps = 1 if batch_method else len(facts)
+    run = stability_steps(lm, facts, method, len(facts) if batch_method else 1, steps, layer=where, seed=seed,
+                          every=steps, n_unrelated=n_unrelated, fluency_tokens=fluency_tokens, **edit_kwargs)
+    (row,) = list(run)
+    return {"method": method, "facts": len(facts), "efficacy": row["efficacy"], "paraphrase": row["paraphrase"],
+            "neighbourhood": row["neighbourhood"], "kl": row["kl"], "norm_ratio": row["norm_ratio"],
+            "fluency_before": row["fluency_before"], "fluency_after": row["fluency"], "seconds": row["seconds_edit"],
+            "skipped": row["skipped"]}

@@ -240,6 +240,21 @@ def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
     if not facts:
         raise InputError("No facts given: pass dicts like fw.load_facts()[:5].")
 
+    from ..sharded.session import current
+
+    if current() is not None:  # one fact per shard, with the caller's key statistics of the edit layers
+        from ..sharded.jobs import cluster_per_fact
+        from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
+
+        layers = kwargs.get("edit_layers")
+        layers = range(lm.n_layers) if layers is None else layers
+        stats = {}
+        if len(layers):
+            moments = KeyMoments(lm, list(layers), kwargs.get("corpus"), kwargs.get("tokens") or DEFAULT_TOKENS)
+            run_steps(moments.steps(progress))
+            stats = statistics_of(moments)
+        return LocalizationSet(cluster_per_fact(current(), lm, _localize_fact, facts, (kwargs,), "localising",
+                                                progress, stats))
     bar = progress_bar(progress, len(facts), "localising")
     out = []
     try:
@@ -251,6 +266,10 @@ def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
         if bar is not None:
             bar.close()
     return LocalizationSet(out)
+
+
+def _localize_fact(lm: LM, fact: dict, kwargs: dict) -> Localization:
+    return localize(lm, fact, **kwargs)
 
 
 def _r2(X: np.ndarray, y: np.ndarray) -> float:

@@ -52,13 +52,18 @@ def started(cluster: Cluster, lm) -> int:
     return lm.state_version
 
 
-def stamped(result, version: int):
-    """Give a worker's result the caller's weights version (its own counter means nothing here)."""
-    values = result.values() if isinstance(result, dict) else [result]
-    for value in values:
-        if hasattr(value, "weights_version"):
-            try:
-                value.weights_version = version
-            except AttributeError:  # a property computed from its parts (TraceSet): the parts were stamped
-                pass
+def stamped(result, version: int, depth: int = 2):
+    """Give a worker's result, and the results it holds (a Localization's traces and knowledge neurons, a TraceSet's
+    kinds), the caller's weights version: the worker's own counter means nothing here."""
+    if isinstance(result, dict):
+        for value in result.values():
+            stamped(value, version, depth)
+    fields = getattr(result, "__dataclass_fields__", {})
+    if "weights_version" in fields:
+        result.weights_version = version
+    if depth:
+        for name in fields:
+            value = getattr(result, name)
+            if isinstance(value, dict) or hasattr(value, "__dataclass_fields__"):
+                stamped(value, version, depth - 1)
     return result
