@@ -50,7 +50,7 @@ lab: setup
 
 test: setup browser
 	cd js && npm test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20
 
 # The tiny-model tests against the newest transformers on PyPI, even past pyproject's upper bound, so a coming
 # break shows here before users meet it (they get the bounded version, so this reports and does not fail).

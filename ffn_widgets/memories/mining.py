@@ -36,6 +36,7 @@ from .bookkeeping import LOW, PAD, add_histogram, decode_keys, encode_keys, merg
 from .corpus import Corpus, load_corpus
 from .index import FORMAT, MAX_EXP, MIN_EXP, N_BINS, SUB_BINS, VERSION, TriggerIndex, default_index_path
 
+MIN_SHARD_BATCHES = 16  # on a cluster, where the first batches of a fresh top-k cost most
 _STATIC = ("token_ids", "token_ends", "sentence_offsets")
 _STATE = ("top_activation", "top_sentence", "top_position", "histogram")
 
@@ -160,7 +161,8 @@ class Miner:
         from ..sharded.jobs import SHARDS_PER_WORKER, InOrder, started
 
         lm = self.source  # workers load the model as loaded and convert it to the mining dtype themselves
-        pieces = split(stop - state.batches_done, cluster.workers * SHARDS_PER_WORKER)
+        todo = stop - state.batches_done  # shards of at least MIN_SHARD_BATCHES: each starts from an empty top-k
+        pieces = split(todo, max(cluster.workers, min(cluster.workers * SHARDS_PER_WORKER, todo // MIN_SHARD_BATCHES)))
         ids = [list(range(state.batches_done + r.start, state.batches_done + r.stop)) for r in pieces]
         corpus = ray.put(self.corpus)
         sizes = [sum(len(self.batches[b]) * self._length(self.batches[b]) for b in batch_ids) for batch_ids in ids]
