@@ -300,20 +300,9 @@ def knowledge_experiment(lm: LM, facts: Sequence[dict], steps: int = 20, thresho
     _check_measurement(positions, drop_shared)
     if not facts:
         raise InputError("facts is empty: pass a list of facts such as fw.load_facts().")
-    from ..sharded.session import current
+    from ..sharded.jobs import for_each
 
-    args = (steps, threshold, share)
-    if current() is not None:  # the attributions (the cost) one fact per shard; the measurements here
-        from ..sharded.jobs import cluster_per_fact
-
-        found = cluster_per_fact(current(), lm, _fact_neurons, list(facts), args, "knowledge neurons", progress)
-    else:
-        iterator = facts
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(facts, desc="knowledge neurons")
-        found = [_fact_neurons(lm, fact, *args) for fact in iterator]
+    found = for_each(lm, _fact_neurons, list(facts), (steps, threshold, share), "knowledge neurons", progress)
     return _measure(lm, list(facts), found, positions, seed, drop_shared)
 
 

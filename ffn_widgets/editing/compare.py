@@ -62,11 +62,11 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")
-    args = (facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs)
+    from ..sharded.jobs import for_each
     from ..sharded.session import current
 
-    if current() is not None:  # one method per shard, with the caller's key statistics of every layer they edit
-        from ..sharded.jobs import cluster_per_fact
+    stats = {}
+    if current() is not None:  # the workers get the key statistics of every layer the methods edit
         from ..model.long_runs import run_steps
         from .rome import default_layer
         from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
@@ -75,10 +75,9 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
                                                 else [default_layer(lm) if layer is None else layer])}
         moments = KeyMoments(lm, sorted(layers), edit_kwargs.get("corpus"), edit_kwargs.get("tokens", DEFAULT_TOKENS))
         run_steps(moments.steps(False))
-        rows = cluster_per_fact(current(), lm, _method_row, list(methods), args, "compare_methods", True,
-                                statistics_of(moments))
-    else:
-        rows = [_method_row(lm, method, *args) for method in methods]
+        stats = statistics_of(moments)
+    rows = for_each(lm, _method_row, list(methods), (facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs),
+                    "compare_methods", False, stats, restores=True)
     return MethodComparison(rows, {"facts": len(facts), "layer": layer, "seed": seed})
 
 

@@ -17,7 +17,8 @@ from ..sharded.session import current
 from ..data.facts import edit_facts, target
 from ..memories.corpus import Corpus, load_corpus
 from ..model import LM, InputError
-from ..model.long_runs import progress_bar, run_steps
+from ..model.long_runs import run_steps
+from ..sharded.jobs import for_each
 from .metrics import fact_scores, generate, harmonic_mean, ngram_entropy
 from .rome import default_layer, rome_edit
 from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
@@ -86,24 +87,12 @@ def evaluate_edits(lm: LM, facts=None, method: str = "r-rome", layer: int | None
         raise InputError(f"method must be 'r-rome' or 'rome' here, got {method!r}.")
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     args = (method, layer, fluency_prompts, fluency_tokens, seed, corpus, tokens, edit_kwargs)
-    if current() is not None:  # one fact per shard, with the caller's key statistics (computed here once)
-        from ..sharded.jobs import cluster_per_fact
-
+    stats = {}
+    if current() is not None:  # the workers get the key statistics computed (and cached) here once
         moments = KeyMoments(lm, [default_layer(lm) if layer is None else layer], corpus, tokens)
         run_steps(moments.steps(progress))
-        rows = cluster_per_fact(current(), lm, _evaluate_one, facts, args, f"evaluating {method}", progress,
-                                statistics_of(moments))
-    else:
-        rows = []
-        bar = progress_bar(progress, len(facts), f"evaluating {method}")
-        try:
-            for fact in facts:
-                rows.append(_evaluate_one(lm, fact, *args))
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+        stats = statistics_of(moments)
+    rows = for_each(lm, _evaluate_one, facts, args, f"evaluating {method}", progress, stats, restores=True)
     return EditEvaluation(rows, {"method": method, "layer": layer, "fluency_tokens": fluency_tokens})
 
 
@@ -183,22 +172,8 @@ def edit_layer_sweep(lm: LM, facts=None, layers=None, method: str = "r-rome", *,
     befores = [fact_scores(lm, f) for f in facts]
     items = [(layer, fact, before) for layer in layers for fact, before in zip(facts, befores)]
     args = (method, seed, corpus, tokens, edit_kwargs)
-    if current() is not None:  # one (layer, fact) per shard
-        from ..sharded.jobs import cluster_per_fact
-
-        return LayerSweep(cluster_per_fact(current(), lm, _sweep_one, items, args, "layer sweep", progress,
-                                           statistics_of(moments)))
-    rows = []
-    bar = progress_bar(progress, len(items), "layer sweep")
-    try:
-        for item in items:
-            rows.append(_sweep_one(lm, item, *args))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return LayerSweep(rows)
+    return LayerSweep(for_each(lm, _sweep_one, items, args, "layer sweep", progress, statistics_of(moments),
+                               restores=True))
 
 
 def _sweep_one(lm, item, method, seed, corpus, tokens, edit_kwargs) -> dict:

@@ -35,7 +35,7 @@ from ..analysis.neurons import layer_contributions
 from ..analysis.values import value_logits
 from ..data.facts import target as as_target
 from ..model import LM, InputError
-from ..model.long_runs import progress_bar, run_steps
+from ..model.long_runs import run_steps
 from ..tracing.results import causal_trace
 from .metrics import fact_scores
 from .rome import rome_steps
@@ -240,32 +240,20 @@ def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
     if not facts:
         raise InputError("No facts given: pass dicts like fw.load_facts()[:5].")
 
+    from ..sharded.jobs import for_each
     from ..sharded.session import current
 
-    if current() is not None:  # one fact per shard, with the caller's key statistics of the edit layers
-        from ..sharded.jobs import cluster_per_fact
+    stats = {}
+    layers = kwargs.get("edit_layers")
+    layers = range(lm.n_layers) if layers is None else layers
+    if current() is not None and len(layers):  # the workers get the edit layers' key statistics computed here
         from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
 
-        layers = kwargs.get("edit_layers")
-        layers = range(lm.n_layers) if layers is None else layers
-        stats = {}
-        if len(layers):
-            moments = KeyMoments(lm, list(layers), kwargs.get("corpus"), kwargs.get("tokens") or DEFAULT_TOKENS)
-            run_steps(moments.steps(progress))
-            stats = statistics_of(moments)
-        return LocalizationSet(cluster_per_fact(current(), lm, _localize_fact, facts, (kwargs,), "localising",
-                                                progress, stats))
-    bar = progress_bar(progress, len(facts), "localising")
-    out = []
-    try:
-        for fact in facts:
-            out.append(localize(lm, fact, **kwargs))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return LocalizationSet(out)
+        moments = KeyMoments(lm, list(layers), kwargs.get("corpus"), kwargs.get("tokens") or DEFAULT_TOKENS)
+        run_steps(moments.steps(progress))
+        stats = statistics_of(moments)
+    return LocalizationSet(for_each(lm, _localize_fact, facts, (kwargs,), "localising", progress, stats,
+                                    restores=True))
 
 
 def _localize_fact(lm: LM, fact: dict, kwargs: dict) -> Localization:

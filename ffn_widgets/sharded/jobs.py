@@ -32,6 +32,32 @@ class InOrder:
             self.next += 1
 
 
+def for_each(lm, fn, items: list, args: tuple, desc: str, progress, stats: dict | None = None, *,
+             restores: bool = False) -> list:
+    """``[fn(lm, item, *args) for item in items]``: inside ``fw.cluster()`` one item per shard on the workers (with the
+    caller's key ``stats``), else here with one progress bar. Either way the items see one model: a move of the
+    weights between items stops the job (``restores``: each item edits and undoes, so only the caller's own end
+    state is compared)."""
+    from ..model.long_runs import progress_bar
+    from .session import current
+
+    if current() is not None:
+        return cluster_per_fact(current(), lm, fn, items, args, desc, progress, stats)
+    version, out = lm.state_version, []
+    bar = progress_bar(progress, len(items), desc, unit="fact")
+    try:
+        for item in items:
+            out.append(fn(lm, item, *args))
+            if not restores:
+                same_model(lm, version, desc)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
 def cluster_per_fact(cluster: Cluster, lm, fn, facts: list, args: tuple, desc: str, progress,
                      stats: dict | None = None) -> list:
     """``[fn(lm, fact, *args) for fact in facts]`` on the workers (with the caller's key statistics), in order;

@@ -17,7 +17,6 @@ import torch
 
 from ..data.facts import target as with_space
 from ..model import LM, InputError
-from ..model.watch import same_model
 from .results import COLOURS, TITLES, TraceSet, TraceStream
 from .setup import check_kinds, check_window, embedding_sigma, prepare_trace
 
@@ -129,25 +128,9 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
             raise InputError(f"Each fact needs 'prompt' and 'subject' keys, got {fact!r}.")
     sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
     args = (kinds, window, samples, sigma, seed)
-    from ..sharded.session import current
+    from ..sharded.jobs import for_each
 
-    if current() is not None:
-        from ..sharded.jobs import cluster_per_fact
-
-        done = cluster_per_fact(current(), lm, trace_one, facts, args, "trace_many", progress)
-    else:
-        from ..model.long_runs import progress_bar
-
-        bar, done, version = progress_bar(progress, len(facts), "facts", unit="fact"), [], lm.state_version
-        try:
-            for fact in facts:
-                done.append(trace_one(lm, fact, *args))
-                same_model(lm, version, "trace_many")  # every fact traced on one model
-                if bar is not None:
-                    bar.update()
-        finally:
-            if bar is not None:
-                bar.close()
+    done = for_each(lm, trace_one, facts, args, "trace_many", progress)
     traces = [t for t in done if isinstance(t, TraceSet)]
     skipped = [t for t in done if not isinstance(t, TraceSet)]
     if not traces:
