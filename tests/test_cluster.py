@@ -172,6 +172,33 @@ def test_a_worker_killed_mid_job_changes_nothing(lm, corpus, cluster, tmp_path):
         assert np.array_equal(getattr(here, name), getattr(there, name)), name
 
 
+def test_ctrl_c_stops_every_worker_and_leaves_weights_and_caches_as_they_were(lm, corpus, cluster, tmp_path):
+    import _thread
+
+    fingerprint = lm.fingerprint
+    pids = ray.get([a.ready.remote() for a in cluster.pool(lm)])
+    timer = threading.Timer(2.0, _thread.interrupt_main)  # Ctrl-C while the shards run
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        fw.mine_triggers(lm, corpus, k=5, path=tmp_path / "index", progress=False, batch_tokens=128)
+    timer.join()
+    assert cluster._pool is None  # the actors were killed, not left computing
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)
+    assert not (tmp_path / "index" / "manifest.json").exists()  # no index claims to be complete
+    assert lm.fingerprint == fingerprint
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_worker_that_cannot_load_the_model_fails_the_job_with_its_error(lm, cluster):
     lm.recipe = {"name_or_path": "/nowhere/no-such-model", "dtype": "float32"}
     try:
