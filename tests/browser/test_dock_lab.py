@@ -299,6 +299,9 @@ ex.dock(); ed.dock()""")
     page.wait_for_function("(v) => [...document.querySelectorAll('.fw-dock .fw-root:has(.fw-sliders)')]"
                            ".every(r => r.dataset.weightsVersion === v)", arg=undone)
     assert numbers(page, nums) == before  # the original weights, bit for bit: the same numbers
+    page.wait_for_function("(v) => [...document.querySelectorAll('.fw-dock .fw-root[data-weights-version]')]"
+                           ".every(r => r.dataset.weightsVersion === v || r.classList.contains('fw-is-stale'))",
+                           arg=undone)  # the explorer's recompute may land a moment after the sliders'
     assert all(v == undone or stale for v, stale in docked_versions(page))  # current, or saying it is not
     lab.execute("fw.undock(ex); fw.undock(ed)")
 
