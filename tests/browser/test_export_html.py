@@ -60,8 +60,11 @@ def open_offline(browser, path: Path):
 
 
 def cell_point(page, canvas, layer, token):
-    box = page.locator(canvas).bounding_box()
+    """The page point over a cell, the map first scrolled (token maps start at their last token) to show it."""
     geo = page.evaluate(f"() => JSON.parse(document.querySelector('{canvas}').dataset.geometry)")
+    page.evaluate("""([sel, x]) => { for (let e = document.querySelector(sel).parentElement; e; e = e.parentElement)
+        if (e.scrollWidth > e.clientWidth) e.scrollLeft = Math.max(0, x - 40); }""", [canvas, geo["x0"] + token * geo["cw"]])
+    box = page.locator(canvas).bounding_box()
     rows = int(page.locator(canvas).get_attribute("data-rows"))
     row = rows - 1 - layer if geo["flip"] else layer
     return box["x"] + geo["x0"] + (token + 0.5) * geo["cw"], box["y"] + geo["y0"] + (row + 0.5) * geo["ch"]
