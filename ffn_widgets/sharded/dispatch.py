@@ -1,8 +1,8 @@
 """Send a job's shards to the cluster's model actors and hand results back in shard order as they finish.
 
 Each actor holds one shard at a time (a free actor takes the next), so a slow shard never idles the others. A
-worker that dies mid-shard (killed, out of memory) is restarted by Ray and its shard rerun there, or the shard goes
-to another actor; shards are pure functions of their inputs, so the result is unchanged. Ctrl-C (or a widget's
+worker that dies mid-shard (killed, out of memory) is replaced by a new actor (the same model, edit log and
+fingerprint check) and its shard goes to the next free actor; shards are pure functions of their inputs, so the result is unchanged. Ctrl-C (or a widget's
 Cancel, which raises in the loop) stops every actor at once: they hold no state of the caller's, whose weights and
 caches a job never touches before it has merged everything.
 """
@@ -55,8 +55,8 @@ def stream_shards(cluster: Cluster, lm: LM, fn: Callable, shards: Sequence, *, d
                 tries[i] += 1
                 if tries[i] > RETRIES:
                     raise ClusterError(f"Shard {i} of {desc} failed on {tries[i]} workers: {_cause(exc)}") from exc
-                todo.append(i)  # next to go, to a live actor; Ray restarts the dead one
-                free.append(actor)
+                todo.append(i)  # next to go, to a live actor or to the dead one's replacement
+                free.append(cluster.replace(actor))
                 continue
             except ray.exceptions.RayTaskError as exc:  # the job's own error, raised in the worker: say it as is
                 raise _unwrapped(exc) from None

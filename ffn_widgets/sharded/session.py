@@ -73,7 +73,7 @@ class Cluster:
         cores = os.cpu_count() or 1
         self.threads = threads_per_worker or (max(1, cores // workers) if self.local else 1)
         self._started = False
-        self._pool: tuple | None = None  # (model key, actors, the object refs their constructors read)
+        self._pool: tuple | None = None  # (model key, actors, a function making one more such actor)
         if address is not None:
             _check_reachable(address)
         if ray.is_initialized():
@@ -115,11 +115,14 @@ class Cluster:
         self.drop()
         recipe, log = model_recipe(lm), edit_log_bytes(lm)
         device = "cuda" if self.gpus else "cpu"
-        remote = ray.remote(ModelWorker).options(num_cpus=1, num_gpus=self.gpus, max_restarts=2,
-                                                 max_task_retries=2)
-        refs = ray.put(recipe), ray.put(log)  # kept while the actors live: a restarted actor reads them again
-        actors = [remote.remote(*refs, lm.fingerprint, self.threads, device) for _ in range(self.workers)]
-        self._pool = (key, actors, refs)
+        remote = ray.remote(ModelWorker).options(num_cpus=1, num_gpus=self.gpus)
+        refs = ray.put(recipe), ray.put(log)  # kept while the pool lives: a replacement actor reads them again
+
+        def make():
+            return remote.remote(*refs, lm.fingerprint, self.threads, device)
+
+        actors = [make() for _ in range(self.workers)]
+        self._pool = (key, actors, make)
         try:
             ray.get([a.ready.remote() for a in actors], timeout=self.timeout)
         except BaseException as exc:
@@ -133,6 +136,14 @@ class Cluster:
                 raise inner from None
             raise ClusterError(f"A worker could not load {lm.name}: {type(inner).__name__}: {inner}") from None
         return actors
+
+    def replace(self, dead):
+        """A new actor in place of one that died (killed, out of memory): it loads the same model and edit log."""
+        _, actors, make = self._pool
+        fresh = make()
+        actors[actors.index(dead)] = fresh
+        _ray().kill(dead, no_restart=True)
+        return fresh
 
     def drop(self) -> None:
         """Stop the actors (a cancelled job, a changed model): nothing of theirs keeps running."""
