@@ -1,7 +1,7 @@
 """Views never describe other weights than the current ones, and no job mixes two models (tiny models).
 
 Each view is built, the weights are changed by a route a user takes (an edit, undo, reset, a write through
-``.data``, ``load_state_dict``, ``lm.edits.load``, an ``intervene`` block), and what the view holds next is
+``.data``, ``load_state_dict``, ``lm.edits.load``, a dtype change, an ``intervene`` block), and what the view holds next is
 compared, in numbers, with a view built fresh on the new weights, or it must say that it is stale."""
 import asyncio
 import copy
@@ -58,7 +58,8 @@ def routes(lm, tmp_path):
 
     return [("edit", lambda: lm.edits.apply(rank_one(lm))), ("undo", undo), ("reset", lm.edits.reset),
             ("load", load), (".data", lambda: (lm.edits.forget(), write_data(lm))),
-            ("load_state_dict", lambda: (lm.edits.forget(), load_state(lm)))]
+            ("load_state_dict", lambda: (lm.edits.forget(), load_state(lm))),
+            ("dtype", lambda: (lm.edits.forget(), lm.model.to(torch.float64)))]  # last: the rest run in float32
 
 
 def bars(sliders):
@@ -104,7 +105,7 @@ def test_explorer_prompt_views_and_neuron_card_recompute(lm, tmp_path):
         plain = lm.model(input_ids=lm.encode(PROMPT)[None]).logits[0].detach()
         for view in views:
             view.wait()
-            torch.testing.assert_close(view.computed.run.logits, plain, rtol=0, atol=1e-5, msg=name)
+            torch.testing.assert_close(view.computed.run.logits, plain, rtol=0, atol=1e-5, check_dtype=False, msg=name)
             assert view.weights_version == lm.state_version and not view.stale
             fresh = type(view)(lm, PROMPT, target=view.target or None)
             fresh.wait()
