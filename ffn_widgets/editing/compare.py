@@ -63,19 +63,12 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")
     from ..sharded.jobs import for_each
-    from ..sharded.session import current
+    from .rome import default_layer
+    from .stats import DEFAULT_TOKENS, for_workers
 
-    stats = {}
-    if current() is not None:  # the workers get the key statistics of every layer the methods edit
-        from ..model.long_runs import run_steps
-        from .rome import default_layer
-        from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
-
-        layers = {x for m in methods for x in (default_layers(lm, layer) if m in ("memit", "alphaedit")
-                                                else [default_layer(lm) if layer is None else layer])}
-        moments = KeyMoments(lm, sorted(layers), edit_kwargs.get("corpus"), edit_kwargs.get("tokens", DEFAULT_TOKENS))
-        run_steps(moments.steps(False))
-        stats = statistics_of(moments)
+    layers = {x for m in methods for x in (default_layers(lm, layer) if m in ("memit", "alphaedit")
+                                            else [default_layer(lm) if layer is None else layer])}
+    stats = for_workers(lm, sorted(layers), edit_kwargs.get("corpus"), edit_kwargs.get("tokens", DEFAULT_TOKENS))
     rows = for_each(lm, _method_row, list(methods), (facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs),
                     "compare_methods", False, stats, restores=True)
     return MethodComparison(rows, {"facts": len(facts), "layer": layer, "seed": seed})

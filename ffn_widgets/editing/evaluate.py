@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..sharded.session import current
 from ..data.facts import edit_facts, target
 from ..memories.corpus import Corpus, load_corpus
 from ..model import LM, InputError
@@ -21,7 +20,7 @@ from ..model.long_runs import run_steps
 from ..sharded.jobs import for_each
 from .metrics import fact_scores, generate, harmonic_mean, ngram_entropy
 from .rome import default_layer, rome_edit
-from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
+from .stats import DEFAULT_TOKENS, KeyMoments, for_workers, statistics_of
 
 
 # ---- many facts, one at a time ------------------------------------------------------------------
@@ -87,11 +86,7 @@ def evaluate_edits(lm: LM, facts=None, method: str = "r-rome", layer: int | None
         raise InputError(f"method must be 'r-rome' or 'rome' here, got {method!r}.")
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     args = (method, layer, fluency_prompts, fluency_tokens, seed, corpus, tokens, edit_kwargs)
-    stats = {}
-    if current() is not None:  # the workers get the key statistics computed (and cached) here once
-        moments = KeyMoments(lm, [default_layer(lm) if layer is None else layer], corpus, tokens)
-        run_steps(moments.steps(progress))
-        stats = statistics_of(moments)
+    stats = for_workers(lm, [default_layer(lm) if layer is None else layer], corpus, tokens, progress)
     rows = for_each(lm, _evaluate_one, facts, args, f"evaluating {method}", progress, stats, restores=True)
     return EditEvaluation(rows, {"method": method, "layer": layer, "fluency_tokens": fluency_tokens})
 

@@ -241,17 +241,11 @@ def localize_many(lm: LM, facts, *, progress=True, **kwargs) -> LocalizationSet:
         raise InputError("No facts given: pass dicts like fw.load_facts()[:5].")
 
     from ..sharded.jobs import for_each
-    from ..sharded.session import current
+    from .stats import DEFAULT_TOKENS, for_workers
 
-    stats = {}
     layers = kwargs.get("edit_layers")
-    layers = range(lm.n_layers) if layers is None else layers
-    if current() is not None and len(layers):  # the workers get the edit layers' key statistics computed here
-        from .stats import DEFAULT_TOKENS, KeyMoments, statistics_of
-
-        moments = KeyMoments(lm, list(layers), kwargs.get("corpus"), kwargs.get("tokens") or DEFAULT_TOKENS)
-        run_steps(moments.steps(progress))
-        stats = statistics_of(moments)
+    stats = for_workers(lm, range(lm.n_layers) if layers is None else layers, kwargs.get("corpus"),
+                        kwargs.get("tokens") or DEFAULT_TOKENS, progress)
     return LocalizationSet(for_each(lm, _localize_fact, facts, (kwargs,), "localising", progress, stats,
                                     restores=True))
 

@@ -42,6 +42,19 @@ def statistics_of(moments: "KeyMoments") -> dict[str, torch.Tensor]:
     return {moments.paths[layer].name: moments.result[layer] for layer in moments.layers}
 
 
+def for_workers(lm: LM, layers, corpus=None, tokens: int = DEFAULT_TOKENS, progress=False) -> dict[str, torch.Tensor]:
+    """Inside ``fw.cluster()``: the key statistics of ``layers``, computed (and cached) here once, to send with a job's
+    shards; ``{}`` in process (each edit reads the cache itself)."""
+    from ..model.long_runs import run_steps
+    from ..sharded.session import current
+
+    if current() is None or not len(layers):
+        return {}
+    moments = KeyMoments(lm, list(layers), corpus, tokens)
+    run_steps(moments.steps(progress))
+    return statistics_of(moments)
+
+
 class _Stop(Exception):
     """Raised by the hook of the deepest wanted layer: nothing above it needs computing."""
 

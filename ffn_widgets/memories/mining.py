@@ -70,8 +70,7 @@ def mine_triggers(lm: LM, corpus=None, k: int = 25, *, dtype=None, path=None, ba
             _remove(final)  # an index of an older format in our own cache: mine it again
             _remove(_partial(final))
     miner = Miner(lm if run_dtype == lm.dtype else _converted(lm, run_dtype), corpus, params, final,
-                   fingerprint=lm.fingerprint)
-    miner.source = lm
+                   fingerprint=lm.fingerprint, source=lm)
     return miner.run(resume, progress, checkpoint_seconds, max_batches)
 
 
@@ -93,10 +92,10 @@ class _State:
 
 class Miner:
     """One mining run over a corpus: streams batches through the model, checkpoints, writes the index."""
-    def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str):
+    def __init__(self, lm: LM, corpus: Corpus, params: dict, final: Path, fingerprint: str, source: LM | None = None):
         self.lm, self.corpus, self.params, self.final = lm, corpus, params, final
         self.fingerprint = fingerprint
-        self.source = lm  # the model as the caller has it (lm may be a copy in another dtype)
+        self.source = source or lm  # the model as the caller has it (lm may be a copy in another dtype)
         self.lead, self.ids, self.ends, offsets = _tokenize(lm.tokenizer, corpus.sentences, params["max_tokens"])
         self.offsets = torch.as_tensor(offsets)
         if self.offsets[-1] >= LOW:

@@ -2,8 +2,8 @@
 
 Each actor holds one shard at a time (a free actor takes the next), so a slow shard never idles the others. A
 worker that dies mid-shard (killed, out of memory) is replaced by a new actor (the same model, edit log and
-fingerprint check) and its shard goes to the next free actor; shards are pure functions of their inputs, so the result is unchanged. Ctrl-C (or a widget's
-Cancel, which raises in the loop) stops every actor at once: they hold no state of the caller's, whose weights and
+fingerprint check) and its shard goes to the next free actor; shards are pure functions of their inputs, so the
+result is unchanged. Ctrl-C stops every actor at once: they hold no state of the caller's, whose weights and
 caches a job never touches before it has merged everything.
 """
 from __future__ import annotations
@@ -17,19 +17,10 @@ from .session import Cluster, ClusterError, _cause, _ray, _unwrapped
 RETRIES = 2  # a shard whose worker keeps dying is tried on another actor this many times
 
 
-def run_shards(cluster: Cluster, lm: LM, fn: Callable, shards: Sequence, *, desc: str, progress=True,
-               weights: Sequence[int] | None = None, unit: str = "it") -> list:
-    """``[fn(worker_lm, *shard) for shard in shards]`` computed on the cluster, in shard order. A shard is a tuple
-    of arguments; an ObjectRef among them (a corpus put once) arrives resolved."""
-    out: list = [None] * len(shards)
-    for i, result in stream_shards(cluster, lm, fn, shards, desc=desc, progress=progress, weights=weights, unit=unit):
-        out[i] = result
-    return out
-
-
 def stream_shards(cluster: Cluster, lm: LM, fn: Callable, shards: Sequence, *, desc: str, progress=True,
                   weights: Sequence[int] | None = None, unit: str = "it") -> Iterator[tuple[int, object]]:
-    """Yield ``(index, fn(worker_lm, *shards[index]))`` as shards finish (any order); one progress bar for all."""
+    """Yield ``(index, fn(worker_lm, *shards[index]))`` as shards finish (any order); one progress bar for all. A
+    shard is a tuple of arguments; an ObjectRef among them (a corpus put once) arrives resolved."""
     ray = _ray()
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
