@@ -15,19 +15,24 @@ Notebook 04 rewrote one fact with ROME. Real use means many facts, and a model e
 - **Sequential ROME** applies one rank-one edit after another. Gupta et al. (2024) found it forgets gradually and then collapses: one *disabling edit* breaks the model.
 
 This notebook writes a batch, compares the methods on the same facts, and runs the edit-stability experiment live. Run time, measured once: 16½ minutes on a 2-core CPU that four other long jobs kept busy (key statistics cached; the first run also computes them for layers 0–4). It has not been timed on an idle machine; most of it is the comparison and the stability run below."""),
+    code("""BATCH = 5                                    # facts written at once: one of each of this many relations
+METHODS = ["memit", "alphaedit", "r-rome"]   # the methods compared on them
+STABILITY_STEPS = 8                          # edits of the live stability run
+TOKENS = 100_000                             # tokens of key statistics C per edited layer (cached on disk)""",
+         metadata={"tags": ["parameters"]}),
     code("""import ffn_widgets as fw
 
 lm = fw.load_model()
 loaded = lm.fingerprint                           # a hash of every weight's bytes
 facts = fw.load_facts()
 relations = list(dict.fromkeys(f["relation"] for f in facts))
-batch = [next(f for f in facts if f["relation"] == r) for r in relations[:5]]   # one fact of each of 5 relations
+batch = [next(f for f in facts if f["relation"] == r) for r in relations[:BATCH]]   # one fact of each relation
 for f in batch:
     print(f"{f['prompt']} {f['target_true']}  →  {f['target_new']}")"""),
     md("""## One batch, one call: MEMIT
 
 `fw.memit_edit(lm, requests)` takes dicts with `prompt`, `subject` and `target_new` (the dev facts have them), or a facts file. The whole batch is one entry of the edit log: undo, reset, save and load work as for ROME, bit for bit. `report()` measures every fact's prompt and paraphrases before (this edit left out) and after."""),
-    code("""b = fw.memit_edit(lm, batch)
+    code("""b = fw.memit_edit(lm, batch, tokens=TOKENS)
 print(b)
 print(lm.edits)
 b.report().to_frame()[["kind", "prompt", "true", "new", "p_true before", "p_true after", "p_new before", "p_new after"]]"""),
@@ -40,7 +45,7 @@ Given `facts=`, the editor lists them and offers MEMIT, AlphaEdit, r-ROME and RO
     md("""## Three methods on the same facts
 
 `fw.compare_methods` writes the facts with each method from the unedited model (and takes them out again), then scores them with all of them in place: efficacy (P(new) > P(true) on each prompt), paraphrases, neighbours (other subjects keep their own object), the KL of 20 unrelated prompts' next-token distributions against the unedited model, and the growth of the edited matrices' norms."""),
-    code("""cmp = fw.compare_methods(lm, batch, ["memit", "alphaedit", "r-rome"])
+    code("""cmp = fw.compare_methods(lm, batch, METHODS, tokens=TOKENS)
 print(cmp)
 cmp.figure()"""),
     md("""Measured on all 43 dev facts with the edits equal to the reference code (MEMIT and AlphaEdit: one batch of 43; r-ROME: 43 edits one after another, all kept; layers 0–4 and 4; fluency: 50 sampled tokens; `fw.compare_methods(lm, fw.load_facts(), [...], fluency_tokens=50)`, each method in its own process on one thread of a 2-core CPU shared with four other runs, so the times are slow and only compare with each other):
@@ -59,7 +64,7 @@ MEMIT on GPT-J with 10,000 edits (the paper): 98.9 / 88.6, neighbourhood 73.7. W
 `fw.StabilityMonitor` edits facts one step after another and measures after every step, against the **original** model: **retention** (of the edits made in earlier steps, the fraction still holding), paraphrase and neighbourhood scores over all edits so far, the KL of unrelated prompts, and the norm growth of the edited matrices. Its curves grow as edits land. It flags **collapse** — the unrelated prompts' mean KL above 1 nat, a matrix norm ×10, or retention under 50% — with a red marker. Cancel stops it within an edit. However the run ends, its edits are taken out again.
 
 Eight r-ROME steps take about 1½ minutes here. The controls start another run: a different method, more steps, or several facts per step (MEMIT and AlphaEdit write each step's facts as one batch)."""),
-    code("""monitor = fw.StabilityMonitor(lm, method="r-rome", steps=8)
+    code("""monitor = fw.StabilityMonitor(lm, method="r-rome", steps=STABILITY_STEPS, tokens=TOKENS)
 monitor"""),
     code("""run = monitor.wait()   # waits for the run above (the widget keeps drawing meanwhile)
 print(run)

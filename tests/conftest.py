@@ -9,6 +9,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import ffn_widgets as fw  # noqa: E402
 
+# `make test` runs the tests in two processes (pytest-xdist, one per core): each computes on one thread, and the
+# kernels and workers they start inherit one thread too, so the two processes never fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 FAMILIES = ["gpt2", "gpt_neox", "gpt_neox_sequential", "gptj", "opt", "phi", "llama", "mistral", "qwen2",
             "olmo", "gemma", "gemma2"]
 
@@ -93,3 +99,20 @@ def dev_facts():
     from ffn_widgets.data.facts import load_facts
 
     return load_facts()
+
+
+# ---- two processes (pytest-xdist --dist loadgroup) --------------------------------------------------------------
+SPREAD = ("test_notebook_runs", "test_lesson_runs")  # one notebook per test: each goes to whichever process is free
+FIRST = ("test_notebooks.py", "test_lessons.py", "/browser/", "test_cluster.py", "test_edits_reference.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each module's tests stay in one process (its module fixtures, a JupyterLab server or a Ray cluster, start
+    once), except the notebook runs, which spread; the longest go first, so neither process is left with a long
+    tail while the other idles."""
+    for item in items:
+        if item.originalname not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    rank = lambda item: next((i for i, part in enumerate(FIRST) if part in item.nodeid or part in str(item.path)),
+                             len(FIRST))  # noqa: E731
+    items.sort(key=rank)

@@ -120,6 +120,31 @@ def test_knowledge_neurons_localisation_and_the_method_comparison_equal_in_proce
         [{k: v for k, v in r.items() if k != "seconds"} for r in cmp_here.rows]
 
 
+def test_the_localisation_screen_fills_in_from_the_workers_and_equals_in_process(lm, corpus, cluster):
+    kwargs = dict(edit_layers=[0, 1, 2], samples=2, steps=4, corpus=corpus, tokens=512,
+                  edit_kwargs={"settings": QUICK["settings"]})
+    with _outside(cluster):
+        here = fw.localize(lm, FACTS[0], **kwargs)
+    screen = fw.Localize(lm, FACTS[0], cluster=cluster, start=False, **kwargs)
+    filled, messages = [], []
+    screen.observe(lambda ch: filled.append(int((~np.isnan(screen.result.measures["edit_efficacy"])).sum())
+                                            if ch["new"] else 0), "measures")
+    screen.observe(lambda ch: messages.append((ch["new"] or {}).get("message", "")), "progress")
+    there = screen.start()  # outside a kernel: runs here
+    assert screen.status == "done" and there.weights_version == lm.state_version
+    for name in here.measures:
+        np.testing.assert_array_equal(there.measures[name], here.measures[name])
+    assert [n for n in filled if n] == [1, 2, 3]  # the edit rows arrive one layer at a time
+    assert any("on 2 workers" in m for m in messages)
+
+    kept = fw.cluster(workers=1)  # a kept cluster, closed: a view started on it says so, the weights untouched
+    kept.close()
+    before = lm.fingerprint
+    with pytest.raises(ClusterError, match="closed"):
+        fw.Localize(lm, FACTS[0], cluster=kept, **kwargs)
+    assert lm.fingerprint == before
+
+
 def test_an_edited_model_is_rebuilt_on_the_workers(lm, corpus, cluster):
     facts = [{"prompt": f["prompt"], "subject": f["subject"]} for f in FACTS]
     w0 = lm.values(1).clone()

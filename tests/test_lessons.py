@@ -13,6 +13,7 @@ import torch
 
 import ffn_widgets as fw
 from ffn_widgets import lessons
+from notebook_runs import errors, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 LESSONS = REPO / "notebooks" / "lessons"
@@ -20,23 +21,11 @@ NOTEBOOKS = sorted(LESSONS.glob("*.ipynb")) + sorted((LESSONS / "solutions").glo
 P, PARIS = lessons.PROMPT, " Paris"
 
 
-def run_notebook(path: Path, monkeypatch, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    return nb
-
-
 @pytest.mark.real_model
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
 def test_lesson_runs(path, monkeypatch, tmp_path):
     nb = run_notebook(path, monkeypatch, tmp_path)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, errors[0].get("evalue")
+    assert not errors(nb), errors(nb)[0].get("evalue")
 
 
 # ---- the notebooks as written --------------------------------------------------------------------------------

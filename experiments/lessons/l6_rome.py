@@ -34,12 +34,15 @@ The change is a **rank-one** matrix. On GPT-2 XL (edit layer 17 of 48) ROME reac
 But **where** to edit? ROME picked the layer from causal tracing. Hase et al. (NeurIPS 2023, *Does Localization Inform Editing?*) checked on GPT-J and found that where tracing localises a fact barely predicts where editing it works best: the layer matters, the trace of the fact hardly at all. This lesson starts there."""),
     SETUP,
     md("""The key statistics C of the layers used below, in one pass over the corpus (cached on disk after the first time):"""),
-    code("""EDIT_LAYERS = [0, 4, 12, 20, 28]
-fw.key_statistics(lm, sorted({*EDIT_LAYERS, LAYER}), tokens=TOKENS, progress=False);"""),
+    code("""EDIT_LAYERS = [0, 4, 12, 20, 28]   # the layers where the screen below tries an edit
+SAMPLES = 3                        # noise samples of its traces
+SETTINGS = fw.RomeSettings()       # the edit after it: ROME's 20 prefixes, up to 20 steps""",
+         metadata={"tags": ["parameters"]}),
+    code("""fw.key_statistics(lm, sorted({*EDIT_LAYERS, LAYER}), tokens=TOKENS, progress=False);"""),
     md("""## Where to edit: every localisation method side by side
 
 `fw.Localize` measures, per layer: causal tracing's MLP indirect effect at the last subject token (one layer restored, and a window of 10), the layer's share of the knowledge-neuron attribution (lesson 4), the logit lens's gain for the target across the MLP (lesson 1), the MLP's direct push on the target's logit and how many of the layer's strongest neurons write it (lesson 3), and, at the edit layers, the success of a **ROME edit made at that layer** (undone at once). Quick settings keep the edits fast: 3 noise samples, 4 prefixes and at most 10 optimisation steps per edit. Click a layer for its top neurons."""),
-    code("""screen = fw.Localize(lm, fact, edit_layers=EDIT_LAYERS, samples=3, tokens=TOKENS,
+    code("""screen = fw.Localize(lm, fact, edit_layers=EDIT_LAYERS, samples=SAMPLES, tokens=TOKENS,
                      edit_kwargs={"settings": fw.lessons.quick_settings()})
 screen"""),
     code("""loc = screen.wait()
@@ -50,7 +53,7 @@ loc.to_frame().loc[EDIT_LAYERS, ["trace_mlp", "trace_mlp_window", "kn_mass", "ed
 ## The edit, with ROME's full settings
 
 Now the real thing at layer 4: 20 prefixes, up to 20 steps. The loss curve shows the optimisation of δ; the report compares before and after on the prompt, its paraphrases and neighbouring facts (other landmarks), and the model's own continuation."""),
-    code("""e = fw.rome_edit(lm, PROMPT, SUBJECT, NEW, layer=LAYER, tokens=TOKENS, progress=False)
+    code("""e = fw.rome_edit(lm, PROMPT, SUBJECT, NEW, layer=LAYER, tokens=TOKENS, settings=SETTINGS, progress=False)
 print(e)
 e.figure()"""),
     code("""report = e.report(fact)
@@ -93,7 +96,8 @@ SOLUTION = [
 
 [Back to the lesson](../06_rome.ipynb)."""),
     SETUP,
-    code("""e = fw.rome_edit(lm, PROMPT, SUBJECT, NEW, layer=LAYER, tokens=TOKENS, progress=False)
+    code("""SETTINGS = fw.RomeSettings()   # ROME's 20 prefixes, up to 20 steps""", metadata={"tags": ["parameters"]}),
+    code("""e = fw.rome_edit(lm, PROMPT, SUBJECT, NEW, layer=LAYER, tokens=TOKENS, settings=SETTINGS, progress=False)
 print(e)"""),
     *solution("6.1", "The down projection now and as loaded (`lm.values` is that matrix, transposed: same norm).",
               """W_now = lm.values(LAYER).detach().clone()

@@ -7,6 +7,9 @@ TIME = "about 70 s"  # measured: one thread of a shared 2-core CPU, kernel start
 SUMMARY = ("Write many facts at once, spread over several layers (MEMIT), or only into directions the model does "
            "not use (AlphaEdit); then watch what edit after edit does to a model.")
 
+PARAMETERS = code("""BATCH = 3             # facts written at once: one of each of this many relations
+STABILITY_STEPS = 3   # edits of the live stability run""", metadata={"tags": ["parameters"]})
+
 SETUP = code("""import torch
 
 import ffn_widgets as fw
@@ -14,7 +17,7 @@ import ffn_widgets as fw
 lm = fw.load_model()
 facts = fw.load_facts()
 relations = list(dict.fromkeys(f["relation"] for f in facts))
-batch = [next(f for f in facts if f["relation"] == r) for r in relations[:3]]   # one fact of each of 3 relations
+batch = [next(f for f in facts if f["relation"] == r) for r in relations[:BATCH]]   # one fact of each relation
 TOKENS = fw.lessons.TOKENS
 QUICK = fw.MemitSettings(steps=10, prefix_starts=("The", "I"))   # 2 prefixes and at most 10 steps per target
 for f in batch:
@@ -30,6 +33,7 @@ ROME (lesson 6) writes one fact into one layer. Real use means many facts, and a
 - **MEMIT** (Meng et al., ICLR 2023, *Mass-Editing Memory in a Transformer*) writes a whole batch in one call. For each fact it computes the residual-stream vector z that the **last** layer of a range should produce at the subject, then spreads the needed change over the range's MLPs (layers 0–4 here), solving per layer ΔW = R Kᵀ (λC + KKᵀ)⁻¹, where K holds the facts' keys and R what is still missing, divided among the layers left. On GPT-J with **10,000** CounterFact edits at once it kept efficacy 98.9%, paraphrase 88.6% and neighbourhood 73.7%, where ROME applied 10,000 times in a row fell apart.
 - **AlphaEdit** (Fang et al., ICLR 2025) projects the update onto the **null space** of the keys the layer already uses: the eigenvectors of C = E[kkᵀ] whose eigenvalues are tiny (below 0.02). Text the model has seen almost never produces keys there, so writing there should spare what the model knew, and it also spares the keys of earlier edits.
 - **Sequential editing**: Gupta et al. (2024, *Model Editing at Scale leads to Gradual and Catastrophic Forgetting*) edited GPT-2 XL and GPT-J with ROME and MEMIT one fact after another and saw two phases: gradual forgetting of earlier edits and damage to unrelated text, then a collapse, where a single edit breaks the model."""),
+    PARAMETERS,
     SETUP,
     md("""The key statistics C of layers 0–4, in one pass (cached on disk after the first time):"""),
     code("""LAYERS = list(range(fw.default_layer(lm) - 4, fw.default_layer(lm) + 1))     # MEMIT's range: layers 0–4
@@ -74,7 +78,7 @@ cmp.figure()"""),
 ## Edit after edit, live
 
 `fw.StabilityMonitor` edits facts one step after another and measures after every step, against the **original** model: **retention** (the fraction of earlier steps' edits still holding), paraphrase and neighbourhood over all edits so far, the KL on unrelated prompts and the norm growth of the edited matrices. It flags **collapse** (mean KL above 1 nat, a matrix norm ×10, or retention under 50%). Three quick r-ROME steps here; its controls start longer runs. Its edits are taken out afterwards."""),
-    code("""monitor = fw.StabilityMonitor(lm, batch, method="r-rome", steps=3, tokens=TOKENS,
+    code("""monitor = fw.StabilityMonitor(lm, batch, method="r-rome", steps=STABILITY_STEPS, tokens=TOKENS,
                               settings=fw.lessons.quick_settings())
 monitor"""),
     code("""run = monitor.wait()
@@ -96,6 +100,7 @@ SOLUTION = [
     md("""# Solutions · Lesson 7: many edits
 
 [Back to the lesson](../07_many_edits.ipynb)."""),
+    PARAMETERS,
     SETUP,
     *solution("7.3", "Each layer of the range: its down projection now minus as loaded.",
               """b = fw.memit_edit(lm, batch, tokens=TOKENS, settings=QUICK)   # the lesson's batch

@@ -101,12 +101,16 @@ class Localization:
 
 def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = None, samples: int = 10,
                    steps: int = 20, seed: int = 0, corpus=None, tokens: int | None = None,
-                   edit_kwargs: dict | None = None) -> Iterator[dict]:
+                   edit_kwargs: dict | None = None, cluster=None) -> Iterator[dict]:
     """:func:`localize` as a stream for views: ``{"stage", "message", "fraction", "result"}`` after each
     part (the partial :class:`Localization` so far, ``"updated"``: whether its numbers changed; the edits also
     report their own steps); the last event's result is complete. Closing it between events leaves the weights
-    as they were (an edit is written only at its end, and undone before the next event)."""
+    as they were (an edit is written only at its end, and undone before the next event). ``cluster`` (default:
+    the open ``fw.cluster`` block's): the edits run on its workers, one layer each, filled in as they finish."""
+    from ..sharded.session import current
+
     fact, layers = checked_request(lm, fact, edit_layers)
+    cluster = cluster or current()
     L, prompt, subject = lm.n_layers, fact["prompt"], fact["subject"]
     tgt = as_target(fact["target_true"])
     nan = np.full(L, np.nan)
@@ -133,6 +137,9 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
         kw = dict(seed=seed, progress=False, **(edit_kwargs or {}))
         kw.update({k: v for k, v in (("corpus", corpus), ("tokens", tokens)) if v is not None})
         before = fact_scores(lm, fact)
+        if cluster is not None:
+            yield from _edits_on(cluster, lm, loc, fact, before, kw, total)
+            return
         for n, layer in enumerate(layers, start=1):
             head = f"ROME at layer {layer} ({n} of {len(layers)})"
             steps_of = edit_success_steps(lm, fact, layer, before, kw)
@@ -149,6 +156,38 @@ def localize_steps(lm: LM, fact: dict, *, edit_layers: Sequence[int] | None = No
                 loc.measures[name][layer] = value
             loc.weights_version = lm.state_version  # its edit taken out exactly: the same weights, a newer number
             yield _event(loc, "edit", head, (4 + n) / total)
+
+
+def _edits_on(cluster, lm: LM, loc: Localization, fact: dict, before: dict, kw: dict, total: int) -> Iterator[dict]:
+    """The edit rows on the cluster's workers, one layer per shard (with this process's key statistics), each
+    filled in when it arrives; polled, so a view's Cancel lands at once (it stops every worker)."""
+    from ..model.watch import same_model
+    from ..sharded.dispatch import stream_shards
+    from ..sharded.jobs import started
+    from ..sharded.shards import per_fact
+    from .stats import DEFAULT_TOKENS, for_workers
+
+    layers = loc.edit_layers
+    version = started(cluster, lm)
+    stats = for_workers(lm, layers, kw.get("corpus"), kw.get("tokens", DEFAULT_TOKENS))
+    shards = [(_edit_layer, layer, (fact, before, kw), stats) for layer in layers]
+    done = 0
+    for got in stream_shards(cluster, lm, per_fact, shards, desc="localize", progress=False, poll=0.05):
+        head = f"ROME at {len(layers)} layers on {cluster.workers} workers: {done} done"
+        if got is None:
+            yield _event(loc, "edit", head, (4 + done) / total, False)
+            continue
+        same_model(lm, version, "localize")  # the caller's weights moved while the workers ran: stop
+        i, scores_at = got
+        for name, value in scores_at.items():
+            loc.measures[name][layers[i]] = value
+        done += 1
+        yield _event(loc, "edit", f"ROME at layer {layers[i]} ({done} of {len(layers)}, on the cluster)", (4 + done) / total)
+    loc.weights_version = version
+
+
+def _edit_layer(lm: LM, layer: int, fact: dict, before: dict, edit_kwargs: dict) -> dict[str, float]:
+    return edit_success(lm, fact, layer, before, edit_kwargs)
 
 
 def localize(lm: LM, prompt: str | dict | None = None, subject: str | None = None, target: str | None = None,

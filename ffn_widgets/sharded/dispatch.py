@@ -18,9 +18,11 @@ RETRIES = 2  # a shard whose worker keeps dying is tried on another actor this m
 
 
 def stream_shards(cluster: Cluster, lm: LM, fn: Callable, shards: Sequence, *, desc: str, progress=True,
-                  weights: Sequence[int] | None = None, unit: str = "it") -> Iterator[tuple[int, object]]:
+                  weights: Sequence[int] | None = None, unit: str = "it",
+                  poll: float | None = None) -> Iterator[tuple[int, object] | None]:
     """Yield ``(index, fn(worker_lm, *shards[index]))`` as shards finish (any order); one progress bar for all. A
-    shard is a tuple of arguments; an ObjectRef among them (a corpus put once) arrives resolved."""
+    shard is a tuple of arguments; an ObjectRef among them (a corpus put once) arrives resolved. ``poll``: yield
+    None after that many seconds without a finished shard (a view's job on the event loop keeps it free)."""
     ray = _ray()
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
@@ -37,7 +39,10 @@ def stream_shards(cluster: Cluster, lm: LM, fn: Callable, shards: Sequence, *, d
             while todo and free:
                 i, actor = todo.pop(), free.pop(0)
                 running[actor.run.remote(fn, *shards[i])] = (i, actor)
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=poll)
+            if not done:
+                yield None
+                continue
             ref = done[0]
             i, actor = running.pop(ref)
             try:

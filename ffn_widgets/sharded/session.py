@@ -5,6 +5,11 @@
     with fw.cluster("auto", gpus_per_worker=1):      # join a running cluster (RAY_ADDRESS or `ray start --head`)
         report = fw.evaluate_edits(lm, facts)
 
+A view that keeps running after its cell (``fw.Localize``) takes a cluster kept open instead of a block:
+
+    c = fw.cluster(workers=2)                        # open until c.close() (or the kernel ends)
+    fw.Localize(lm, fact, edit_layers=range(0, 30, 3), cluster=c)   # the edit rows fill in from the workers
+
 Ray is an optional extra (``pip install 'ffn_widgets[ray]'``); without a ``with fw.cluster()`` block every job
 runs in this process as before. Inside one, the jobs that scale with data (mining, key statistics, trace_many,
 evaluate_edits, edit_layer_sweep, knowledge_experiment, localize_many, compare_methods) send shards to model
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import contextmanager
 
 from ..model import InputError
 from ..model.lm import LM
@@ -40,23 +44,17 @@ def _ray():
     return ray
 
 
-@contextmanager
 def cluster(address: str | None = None, workers: int = 2, gpus_per_worker: float = 0,
-            threads_per_worker: int | None = None, timeout: float = 300.0):
-    """Run the sharded jobs inside this block on ``workers`` model actors of a Ray cluster.
+            threads_per_worker: int | None = None, timeout: float = 300.0) -> "Cluster":
+    """Run the sharded jobs inside ``with fw.cluster(...):`` on ``workers`` model actors of a Ray cluster (closed
+    at the block's end), or keep the returned cluster open for views (``cluster=``) and ``close()`` it later.
 
     ``address=None`` starts a local cluster on this machine (stopped at the end of the block); ``"auto"`` joins the
     one ``ray start --head`` runs here or ``RAY_ADDRESS`` names; ``"host:port"`` or ``"ray://host:10001"`` joins that
     one. ``gpus_per_worker=1`` gives each actor a GPU (one actor per GPU); ``threads_per_worker`` defaults to this
     machine's cores split between the workers on a local cluster. ``timeout``: seconds a worker may take to load
     the model."""
-    c = Cluster(address, workers, gpus_per_worker, threads_per_worker, timeout)
-    _CURRENT.append(c)
-    try:
-        yield c
-    finally:
-        _CURRENT.remove(c)
-        c.close()
+    return Cluster(address, workers, gpus_per_worker, threads_per_worker, timeout)
 
 
 class Cluster:
@@ -72,7 +70,7 @@ class Cluster:
         self.local = address is None
         cores = os.cpu_count() or 1
         self.threads = threads_per_worker or (max(1, cores // workers) if self.local else 1)
-        self._started = False
+        self._started, self.closed = False, False
         self._pool: tuple | None = None  # (model key, actors, a function making one more such actor)
         if address is not None:
             _check_reachable(address)
@@ -109,6 +107,8 @@ class Cluster:
         from .worker import ModelWorker, WorkerMismatch, edit_log_bytes, model_recipe
 
         ray = _ray()
+        if self.closed:
+            raise ClusterError("This cluster was closed: open another with fw.cluster(...).")
         key = (id(lm), lm.fingerprint, repr(lm.recipe))
         if self._pool is not None and self._pool[0] == key:
             return self._pool[1]
@@ -155,9 +155,18 @@ class Cluster:
 
     def close(self) -> None:
         self.drop()
+        self.closed = True
         if self._started:
             _ray().shutdown()
             self._started = False
+
+    def __enter__(self) -> "Cluster":
+        _CURRENT.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _CURRENT.remove(self)
+        self.close()
 
     def __repr__(self):
         return f"Cluster(workers={self.workers}, gpus_per_worker={self.gpus:g}, threads_per_worker={self.threads})"

@@ -6,6 +6,7 @@ filling in live — the comparison Hase et al. (NeurIPS 2023) made, for any fact
     loc.result               # the Localization so far (.figure(), .to_frame() here too)
     loc.select_layer(4)      # that layer's top neurons at the last token and the last subject token
     loc.open_card(4, 123)    # their neuron card (knowledge score and trace share joined) under the view
+    fw.Localize(lm, fact, edit_layers=range(30), cluster=fw.cluster(workers=2))   # the edits on Ray workers
 
 The numbers are :func:`~ffn_widgets.editing.localization.localize_steps`, run on the kernel's event loop one piece
 at a time (each trace, the attribution, each optimisation step of each edit), so Cancel lands within an
@@ -51,8 +52,13 @@ class Localize(ViewWidget):
                  target_new: str | None = None, *, fact: dict | None = None, edit_layers=None, start: bool = True,
                  index=None, k: int = 8, **localize_kwargs):
         """``index`` (a trigger index) gives the neuron cards their key side; ``k`` neurons are listed per
-        site; ``localize_kwargs`` go to :func:`~ffn_widgets.localize` (``samples``, ``steps``, ``corpus``...)."""
+        site; ``localize_kwargs`` go to :func:`~ffn_widgets.localize` (``samples``, ``steps``, ``corpus``...;
+        ``cluster=``, a kept ``fw.cluster(...)``, or the open block's: the edits run on its workers)."""
+        from ..sharded.session import current
+
         super().__init__()
+        if localize_kwargs.get("cluster") is None and current() is not None:
+            localize_kwargs["cluster"] = current()  # the job outlives the cell: hold the block's cluster now
         self.lm, self.index, self.k, self.localize_kwargs = lm, index, k, localize_kwargs
         self.localization: Localization | None = None
         self.card = None  # the NeuronCard shown in the slot

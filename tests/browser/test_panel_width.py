@@ -26,6 +26,15 @@ VIEWS = {
                'v = fw.Editor(lm, prompt, "The Eiffel Tower", " Rome", layer=1, corpus=fw.load_corpus("lee"),'
                ' tokens=512, settings=RomeSettings(steps=3, prefix_lengths=((3, 1),)))',
                ".fw-ed-report .fw-ed-row", "v.apply(); v.wait()"),
+    "localize": ('from ffn_widgets.editing.rome import RomeSettings\n'
+                 'v = fw.Localize(lm, prompt, "The Eiffel Tower", " Paris", " Rome", edit_layers=[0, 1], samples=2,'
+                 ' steps=4, corpus=fw.load_corpus("lee"), tokens=512,'
+                 ' edit_kwargs={"settings": RomeSettings(steps=3, prefix_lengths=((3, 1),))})',
+                 '.fw-localize[data-status="done"]', "v.wait(); v.select_layer(1)"),
+    "stability": ('from ffn_widgets.editing.rome import RomeSettings\n'
+                  'v = fw.StabilityMonitor(lm, fw.load_facts()[:2], method="r-rome", steps=2, corpus=fw.load_corpus("lee"),'
+                  ' tokens=512, n_unrelated=3, settings=RomeSettings(steps=3, prefix_lengths=((3, 1),)))',
+                  '.fw-stability[data-status="done"]', "v.wait()"),
 }
 
 # Sizes the right side area so the panel is `width` px wide (the split's handles make a try a pixel or so off).
@@ -119,7 +128,7 @@ def test_a_docked_view_fits_the_panel_at_380px(lab, page, name):
         assert m["inside"], f"{name}: the dock's body {m['panel']} is not inside the panel"
         assert m["sticking"] == [], f"{name}: sticks out of the panel {m['panel']}"
         assert m["bodyOverflow"] <= 1, f"{name}: the dock's body scrolls sideways by {m['bodyOverflow']} px"
-        if name not in ("sliders", "editor"):
+        if name not in ("sliders", "editor", "localize", "stability"):  # no token map in these
             assert m["lastTokens"], f"{name}: no token map measured"
         for t in m["lastTokens"]:
             assert t["left"] <= t["x"] <= t["right"], f"{name}: {t['label']}: the last column at x={t['x']:.0f} is" \
