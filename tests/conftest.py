@@ -103,7 +103,9 @@ def dev_facts():
 
 # ---- two processes (pytest-xdist --dist loadgroup) --------------------------------------------------------------
 SPREAD = ("test_notebook_runs", "test_lesson_runs")  # one notebook per test: each goes to whichever process is free
-FIRST = ("test_notebooks.py", "test_lessons.py", "/browser/", "test_cluster.py", "test_edits_reference.py")
+# The cluster tests go first in their process: after some other modules' tests in the same process, its Ctrl-C
+# test once saw the workers' fingerprint differ from the caller's (not yet explained; alone it always agrees).
+FIRST = ("test_cluster.py", "test_notebooks.py", "test_lessons.py", "/browser/", "test_edits_reference.py")
 
 
 def pytest_collection_modifyitems(config, items):

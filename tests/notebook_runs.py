@@ -20,7 +20,6 @@ SMALL = {
                    "SETTINGS": "fw.lessons.quick_settings()"},
     "05_many_edits": {"BATCH": "1", "METHODS": '["memit"]', "STABILITY_STEPS": "1", "TOKENS": "8192"},
     "lessons/06_rome": {"EDIT_LAYERS": "[0, 4, 28]", "SAMPLES": "2", "SETTINGS": "fw.lessons.quick_settings()"},
-    "lessons/solutions/06_rome": {"SETTINGS": "fw.lessons.quick_settings()"},
     "lessons/07_many_edits": {"BATCH": "1", "STABILITY_STEPS": "1"},
     "lessons/solutions/07_many_edits": {"BATCH": "1", "STABILITY_STEPS": "1"},
 }

@@ -308,7 +308,7 @@ ex.dock(); ed.dock()""")
 
 def test_the_panel_goes_when_the_kernel_restarts(lab, ran):
     page = ran
-    assert page.locator(".fw-dock").count() == 1
+    page.wait_for_function("() => document.querySelectorAll('.fw-dock').length === 1", timeout=30000)  # redrawn after the undocks
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
     page.wait_for_function("() => ![...jupyterapp.shell.widgets('right')].some(w => w.title.label === 'FFN')"
                            " && !document.querySelector('.fw-dock')", timeout=60000)

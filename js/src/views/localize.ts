@@ -27,6 +27,8 @@ const CSS = `
 .fw-loc-site .fw-table { width: 100%; }
 .fw-loc-site .fw-table td { white-space: nowrap; }
 .fw-loc-site .fw-loc-promotes { white-space: normal; display: flex; flex-wrap: wrap; gap: 3px; min-width: 140px; }
+.fw-narrow .fw-loc-site .fw-table td { white-space: normal; }
+.fw-narrow .fw-loc-site .fw-loc-promotes { min-width: 0; }
 .fw-loc-promotes .fw-token { max-width: 9em; overflow: hidden; text-overflow: ellipsis; }
 .fw-loc-form { margin: 4px 0; }
 .fw-loc-form-fields { display: grid; grid-template-columns: auto minmax(160px, 1fr); gap: 4px 8px; align-items: center; max-width: 720px; margin-top: 4px; }
