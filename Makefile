@@ -48,14 +48,14 @@ lab: setup
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(WORKSPACE)" \
 		--LabApp.default_url=/lab/tree/00_tour.ipynb $(ARGS) "$(WORKSPACE)/00_tour.ipynb"
 
-# Two test processes (one per core of a small machine; TEST_WORKERS=0 runs all in this one), the longest tests
-# first (tests/conftest.py). The long notebooks and lessons run with smaller sizes (tests/notebook_runs.py);
-# FULL=1 runs them with the sizes they are written with (about 50 minutes on 2 cores).
+# Two test processes (one per core of a small machine; TEST_WORKERS=0 runs all in this one), each file's tests in
+# one of them, the longest files first (tests/conftest.py). The long notebooks and lessons run with smaller
+# sizes (tests/notebook_runs.py); FULL=1 runs them with their written sizes (about 50 minutes on 2 cores).
 TEST_WORKERS ?= 2
 FULL ?=
 test: setup browser
 	cd js && npm test
-	HF_HUB_OFFLINE=1 FFN_TEST_FULL=$(FULL) $(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadgroup
+	HF_HUB_OFFLINE=1 FFN_TEST_FULL=$(FULL) $(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 # The tiny-model tests against the newest transformers on PyPI, even past pyproject's upper bound, so a coming
 # break shows here before users meet it (they get the bounded version, so this reports and does not fail).

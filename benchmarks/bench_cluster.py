@@ -1,6 +1,7 @@
 """Issue 26 benchmark: the sharded jobs on a local Ray cluster against the same calls in this process.
 
-For each job (trigger mining, key statistics, trace_many, evaluate_edits) on the default model, in one run:
+For each job (trigger mining, key statistics, trace_many, evaluate_edits, one fact's localisation screen with its
+edits at 6 layers) on the default model, in one run:
 in process (torch on all threads), then on a local cluster of 1 worker (all threads) and of 2 workers (threads
 split between them). Prints seconds, the scaling 1 → 2 workers (goal ≥ 1.7× on 2 cores for mining and
 evaluate_edits), the overhead of 1 worker against in process (goal ≤ 10% for jobs over a minute), and the fixed
@@ -9,7 +10,7 @@ Rounds are interleaved (in process, 1 worker, 2 workers, again) and medians repo
 each result with the in-process one: bit-equal where the thread counts match, else the largest relative difference
 (float rounding of torch's reductions with another number of threads).
 
-Usage: python benchmarks/bench_cluster.py [--rounds 1] [--scale 1.0] [--jobs mining,stats,trace,evaluate]
+Usage: python benchmarks/bench_cluster.py [--rounds 1] [--scale 1.0] [--jobs mining,stats,trace,evaluate,localize]
 """
 import argparse
 import os
@@ -36,6 +37,8 @@ def jobs(lm, corpus, facts, scale):
     n_facts = max(2, int(6 * scale))
     traced = [{"prompt": f["prompt"], "subject": f["subject"], "target": f["target_true"]} for f in facts[:n_facts]]
     edited = facts[:max(2, int(4 * scale))]
+    screen = dict(edit_layers=LOCALIZE_LAYERS[:max(2, int(6 * scale))], samples=2, steps=8, corpus=corpus,
+                  tokens=8192, edit_kwargs={"settings": fw.lessons.quick_settings()})
     return {
         "mining": (lambda: fw.mine_triggers(lm, corpus, k=25, path=folder / f"i{next(counter)}", progress=False,
                                             max_batches=mine_batches),
@@ -48,7 +51,13 @@ def jobs(lm, corpus, facts, scale):
                   lambda a, b: _differ(a.scores["mlp"].flatten().tolist(), b.scores["mlp"].flatten().tolist())),
         "evaluate": (lambda: fw.evaluate_edits(lm, edited, corpus=corpus, fluency_tokens=20, progress=False),
                      lambda a, b: _differ(_numbers(a.rows), _numbers(b.rows))),
+        "localize": (lambda: fw.localize(lm, facts[0], **screen),  # one fact's screen: its edits, one layer per shard
+                     lambda a, b: _differ(*(np.nan_to_num(np.concatenate([r.measures[k] for k in sorted(r.measures)]),
+                                                          nan=-9.0).tolist() for r in (a, b)))),
     }
+
+
+LOCALIZE_LAYERS = [0, 4, 8, 12, 16, 20]
 
 
 def _numbers(rows):
@@ -68,7 +77,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--scale", type=float, default=1.0, help="job sizes (1.0: about a minute each in process)")
-    ap.add_argument("--jobs", default="mining,stats,trace,evaluate")
+    ap.add_argument("--jobs", default="mining,stats,trace,evaluate,localize")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -76,6 +85,7 @@ def main():
     corpus, facts = fw.load_corpus(), fw.load_facts()
     table = {name: v for name, v in jobs(lm, corpus, facts, args.scale).items() if name in args.jobs.split(",")}
     fw.key_statistics(lm, fw.default_layer(lm), corpus, progress=False)  # cached before any timing
+    fw.key_statistics(lm, LOCALIZE_LAYERS, corpus, tokens=8192, progress=False)
     times = {(name, how): [] for name in table for how in ("in process", "1 worker", "2 workers")}
     fixed = {"start": [], "load 1": [], "load 2": []}
     same = {}

@@ -101,20 +101,12 @@ def dev_facts():
     return load_facts()
 
 
-# ---- two processes (pytest-xdist --dist loadgroup) --------------------------------------------------------------
-SPREAD = ("test_notebook_runs", "test_lesson_runs")  # one notebook per test: each goes to whichever process is free
-# The cluster tests go first in their process: after some other modules' tests in the same process, its Ctrl-C
-# test once saw the workers' fingerprint differ from the caller's (not yet explained; alone it always agrees).
-FIRST = ("test_cluster.py", "test_notebooks.py", "test_lessons.py", "/browser/", "test_edits_reference.py")
+# ---- two processes (pytest-xdist --dist loadfile: each file's tests in one process, its module fixtures, a
+# JupyterLab server or a Ray cluster, started once) ------------------------------------------------------------
+FIRST = ("test_cluster.py", "test_lessons.py", "test_notebooks.py", "/browser/", "test_edits_reference.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Each module's tests stay in one process (its module fixtures, a JupyterLab server or a Ray cluster, start
-    once), except the notebook runs, which spread; the longest go first, so neither process is left with a long
-    tail while the other idles."""
-    for item in items:
-        if item.originalname not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    rank = lambda item: next((i for i, part in enumerate(FIRST) if part in item.nodeid or part in str(item.path)),
-                             len(FIRST))  # noqa: E731
+    """The longest files first, so that neither process is left with a long tail while the other idles."""
+    rank = lambda item: next((i for i, part in enumerate(FIRST) if part in item.nodeid), len(FIRST))  # noqa: E731
     items.sort(key=rank)
