@@ -50,7 +50,7 @@ lab: setup
 
 # Two test processes (one per core of a small machine; TEST_WORKERS=0 runs all in this one), each file's tests in
 # one of them, the longest files first (tests/conftest.py). The long notebooks and lessons run with smaller
-# sizes (tests/notebook_runs.py); FULL=1 runs them with their written sizes (about 50 minutes on 2 cores).
+# sizes (tests/notebook_runs.py); FULL=1 runs them with their written sizes.
 TEST_WORKERS ?= 2
 FULL ?=
 test: setup browser
