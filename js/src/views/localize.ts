@@ -29,6 +29,10 @@ const CSS = `
 .fw-loc-site .fw-loc-promotes { white-space: normal; display: flex; flex-wrap: wrap; gap: 3px; min-width: 140px; }
 .fw-narrow .fw-loc-site .fw-table td { white-space: normal; }
 .fw-narrow .fw-loc-site .fw-loc-promotes { min-width: 0; }
+.fw-narrow .fw-loc-site .fw-loc-promotes { max-width: 110px; }
+.fw-narrow .fw-loc-site .fw-loc-promotes .fw-token { white-space: pre; overflow: hidden; text-overflow: ellipsis; max-width: 100%; }
+.fw-narrow .fw-loc-card { white-space: nowrap; }
+.fw-narrow .fw-loc-site .fw-table :is(th, td):nth-child(2) { display: none; }  /* activation: the ranking is by contribution */
 .fw-loc-promotes .fw-token { max-width: 9em; overflow: hidden; text-overflow: ellipsis; }
 .fw-loc-form { margin: 4px 0; }
 .fw-loc-form-fields { display: grid; grid-template-columns: auto minmax(160px, 1fr); gap: 4px 8px; align-items: center; max-width: 720px; margin-top: 4px; }
