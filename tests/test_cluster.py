@@ -145,6 +145,22 @@ def test_the_localisation_screen_fills_in_from_the_workers_and_equals_in_process
     assert lm.fingerprint == before
 
 
+def test_cancelling_the_screen_on_the_cluster_stops_its_workers(lm, corpus, cluster):
+    from ffn_widgets.editing.localization import localize_steps
+
+    fingerprint = lm.fingerprint
+    steps = localize_steps(lm, FACTS[0], edit_layers=[0, 1, 2], samples=2, steps=4, corpus=corpus, tokens=512,
+                           edit_kwargs={"settings": QUICK["settings"]}, cluster=cluster)
+    next(e for e in steps if "on 2 workers" in e["message"])  # the edits are out on the workers
+    pids = ray.get([a.ready.remote() for a in cluster.pool(lm)])
+    steps.close()  # what the view's Cancel does to its job
+    assert cluster._pool is None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids) and lm.fingerprint == fingerprint
+
+
 def test_an_edited_model_is_rebuilt_on_the_workers(lm, corpus, cluster):
     facts = [{"prompt": f["prompt"], "subject": f["subject"]} for f in FACTS]
     w0 = lm.values(1).clone()
