@@ -90,6 +90,33 @@ def tiny_lm(tiny_lm_factory):
 
 
 @pytest.fixture(scope="session")
+def deep_factory(tokenizer):
+    """5-layer random models (windows and start layers need depth) with a sharpened output so
+    probabilities are far from uniform and restorations move them visibly."""
+    import transformers as T
+
+    cache = {}
+
+    def make(family):
+        if family not in cache:
+            config = tiny_config(family)
+            config.update({"n_layer": 5} if family == "gpt2" else {"num_hidden_layers": 5})
+            if getattr(config, "layer_types", None):  # per-layer attention kinds (gemma2: sliding, full, ...)
+                config.layer_types = [config.layer_types[i % len(config.layer_types)] for i in range(5)]
+            torch.manual_seed(0)
+            model = T.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+            _perturb_norms(model)
+            lm = fw.load_model(model=model, tokenizer=tokenizer)
+            with torch.no_grad():
+                for p in lm.final_norm.parameters():
+                    p.mul_(16.0)
+            cache[family] = lm
+        return cache[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def default_lm():
     return fw.load_model()
 

@@ -88,6 +88,21 @@ def test_trace_many_equals_in_process_and_carries_the_callers_version(lm, cluste
     assert there.weights_version == lm.state_version
 
 
+def test_the_averaged_trace_view_fills_in_fact_by_fact_from_the_workers(lm, cluster):
+    facts = [{"prompt": f["prompt"], "subject": f["subject"]} for f in FACTS]
+    with _outside(cluster):
+        here = fw.trace_many(lm, facts, kind="mlp", samples=3, progress=False)
+    view = fw.AveragedTrace(lm, facts, kind="mlp", samples=3, cluster=cluster, start=False)
+    counts, messages = [], []
+    view.observe(lambda ch: counts.append(ch["new"]["n_facts"]), "grid")
+    view.observe(lambda ch: messages.append((ch["new"] or {}).get("message", "")), "progress")
+    there = view.start()  # outside a kernel: runs here, polling the workers
+    assert view.status == "done" and there.weights_version == lm.state_version
+    torch.testing.assert_close(there.indirect["mlp"], here.indirect["mlp"], rtol=0, atol=0)
+    assert counts == sorted(counts) and counts[-1] == 3 and 1 in counts  # averaged in as facts arrive
+    assert view.grid["workers"] == 2 and any("on 2 workers" in m for m in messages)
+
+
 def test_evaluate_edits_and_the_layer_sweep_equal_in_process(lm, corpus, cluster):
     with _outside(cluster):
         here = fw.evaluate_edits(lm, FACTS, layer=1, corpus=corpus, progress=False, **QUICK)

@@ -4,7 +4,6 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import _perturb_norms, tiny_config
 
 import ffn_widgets as fw
 from ffn_widgets.model import InputError
@@ -15,33 +14,6 @@ from ffn_widgets.tracing.setup import find_subject, prepare_patch, prepare_trace
 
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
 NOISE = 0.5  # random models need a strong corruption for visible effects
-
-
-@pytest.fixture(scope="module")
-def deep_factory(tokenizer):
-    """5-layer random models (windows and start layers need depth) with a sharpened output so
-    probabilities are far from uniform and restorations move them visibly."""
-    import transformers as T
-
-    cache = {}
-
-    def make(family):
-        if family not in cache:
-            config = tiny_config(family)
-            config.update({"n_layer": 5} if family == "gpt2" else {"num_hidden_layers": 5})
-            if getattr(config, "layer_types", None):  # per-layer attention kinds (gemma2: sliding, full, ...)
-                config.layer_types = [config.layer_types[i % len(config.layer_types)] for i in range(5)]
-            torch.manual_seed(0)
-            model = T.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-            _perturb_norms(model)
-            lm = fw.load_model(model=model, tokenizer=tokenizer)
-            with torch.no_grad():
-                for p in lm.final_norm.parameters():
-                    p.mul_(16.0)
-            cache[family] = lm
-        return cache[family]
-
-    return make
 
 
 def _untouched(lm):

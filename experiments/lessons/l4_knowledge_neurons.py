@@ -7,6 +7,9 @@ TIME = "about 30 s"  # measured: one thread of a shared 2-core CPU, kernel start
 SUMMARY = ("Integrated gradients find the few neurons that express a fact; turning them down and up with sliders "
            "tests whether they really carry it.")
 
+PARAMETERS = code("""EXPERIMENT_FACTS = [10, 26]   # the dev facts of the experiment below: Japan → Tokyo, Emmanuel Macron → French""",
+                  metadata={"tags": ["parameters"]})
+
 SETUP = code("""import torch
 
 import ffn_widgets as fw
@@ -28,6 +31,7 @@ Lessons 2 and 3 looked at neurons one at a time. Which of the 46,080 neurons of 
 score_i = m̂_i · mean over α of ∂p(y)/∂m_i, evaluated at m = α·m̂
 
 Neurons scoring above 0.2 × the prompt's best score are candidates; those found again for paraphrases of the fact are its **knowledge neurons**. The test that matters is causal: **suppress** them (×0) and **amplify** them (×2), and compare with as many random neurons from the same layers. On BERT, Dai et al. found about 4.13 knowledge neurons per fact; suppressing them lowered p(correct) by 29.03% on average, amplifying raised it by 31.17%, while random neurons barely mattered."""),
+    PARAMETERS,
     SETUP,
     md("""## Attribution for one fact
 
@@ -53,7 +57,7 @@ print(f"p({TARGET!r}): original {sliders.result.target_prob:.3f}, knowledge neur
     md("""## The experiment, next to the paper
 
 `fw.knowledge_experiment` repeats Dai et al.'s measurement: for each fact, its knowledge neurons, then p(correct) on each of its prompts with them ×0 and ×2 **at the last position** (where they were attributed), next to as many random neurons of the same layers. Two facts here, to stay quick (each costs three attributions); pass `fw.load_facts()` for all 43 (a few minutes)."""),
-    code("""experiment = fw.knowledge_experiment(lm, [facts[10], facts[26]])    # Japan → Tokyo, Emmanuel Macron → French
+    code("""experiment = fw.knowledge_experiment(lm, [facts[i] for i in EXPERIMENT_FACTS])
 s = experiment.summary()
 print(f"{s['mean_neurons']:.1f} knowledge neurons per fact; suppress {s['suppress']:+.1%} "
       f"(random {s['random_suppress']:+.1%}), amplify {s['amplify']:+.1%} (random {s['random_amplify']:+.1%})")

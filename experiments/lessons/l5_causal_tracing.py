@@ -7,6 +7,8 @@ TIME = "about 30 s"  # measured: one thread of a shared 2-core CPU, kernel start
 SUMMARY = ("Corrupt the subject, then restore one hidden state at a time: the states that bring the answer back "
            "are where the fact is recalled. ROME found an early MLP site at the subject and a late attention site.")
 
+PARAMETERS = code("""SAMPLES = 10   # noise samples of the live trace (ROME's 10)""", metadata={"tags": ["parameters"]})
+
 SETUP = code("""import torch
 
 import ffn_widgets as fw
@@ -29,11 +31,12 @@ Lessons 3 and 4 asked which neurons *write* an answer. Meng et al. (NeurIPS 2022
 The **indirect effect** of a state is p(restored) − p(corrupted); the **total effect** is p(clean) − p(corrupted). Three kinds of state: a block's output (the residual stream, *hidden*), and the MLP or attention outputs of a **window of 10 layers** centred on a layer.
 
 On GPT-2 XL, averaged over 1,000 facts, ROME found two sites: an **early site**, the MLP outputs at the **last subject token** in the early-middle layers, and a **late site**, attention at the **last token** in late layers. Their averages: total effect 18.6%; peak indirect effect 8.7% for the hidden state, 6.6% for a single MLP layer (23.6% with a window of 10), 19.4% for attention with a window."""),
+    PARAMETERS,
     SETUP,
     md("""## One fact, live
 
 `fw.CausalTrace` computes the three grids and draws them as rows finish (the last token first). Subject tokens are marked with `*`. Hover a cell for p(target) ± its spread over the noise samples and the indirect effect; click an MLP cell for that layer's neurons at that token. The trace runs in the background; the next cell waits for it."""),
-    code("""tr = fw.CausalTrace(lm, PROMPT, SUBJECT)
+    code("""tr = fw.CausalTrace(lm, PROMPT, SUBJECT, samples=SAMPLES)
 tr"""),
     code("""res = tr.wait()
 hidden = res["hidden"]

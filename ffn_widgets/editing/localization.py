@@ -175,14 +175,15 @@ def _edits_on(cluster, lm: LM, loc: Localization, fact: dict, before: dict, kw: 
     for got in stream_shards(cluster, lm, per_fact, shards, desc="localize", progress=False, poll=0.05):
         head = f"ROME at {len(layers)} layers on {cluster.workers} workers: {done} done"
         if got is None:
-            yield _event(loc, "edit", head, (4 + done) / total, False)
+            yield {**_event(loc, "edit", head, (4 + done) / total, False), "polled": True}
             continue
         same_model(lm, version, "localize")  # the caller's weights moved while the workers ran: stop
         i, scores_at = got
         for name, value in scores_at.items():
             loc.measures[name][layers[i]] = value
         done += 1
-        yield _event(loc, "edit", f"ROME at layer {layers[i]} ({done} of {len(layers)}, on the cluster)", (4 + done) / total)
+        yield _event(loc, "edit", f"ROME at layer {layers[i]} ({done} of {len(layers)}, on {cluster.workers} workers)",
+                     (4 + done) / total)
     loc.weights_version = version
 
 

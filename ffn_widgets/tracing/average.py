@@ -11,6 +11,7 @@ last subject token in early-middle layers — and the late site — attention at
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -119,6 +120,84 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
     """Trace every fact (dicts with ``prompt``, ``subject`` and ``target_true`` or ``target``; no target =
     the model's top prediction) and average the grids in ROME's token groups. Facts whose target the
     model does not predict are skipped and listed in ``.skipped``, as ROME keeps only known facts."""
+    from ..sharded.jobs import for_each
+
+    facts, args = _checked(lm, facts, kind, samples, noise, window, seed)
+    return _averaged(for_each(lm, trace_one, facts, args, "trace_many", progress))
+
+
+def trace_many_steps(lm: LM, facts, kind="all", samples: int = 10, noise: float | None = None, window: int = 10,
+                     seed: int = 0, cluster=None):
+    """:func:`trace_many` for a view: a generator of events ``{"result", "done", "skipped", "total", "message",
+    "fraction", "updated"}`` whose ``result`` is the average over the facts finished so far (in the facts'
+    order, so the last equals :func:`trace_many`'s); returns the final :class:`TraceAverage`. In process it
+    steps one batched forward at a time (a Cancel lands within a fact); on ``cluster`` (default: the open
+    ``fw.cluster`` block's) one fact per shard, polled, each averaged in as it arrives. Bad input is refused
+    here, before the first step."""
+    from ..sharded.session import current
+
+    facts, args = _checked(lm, facts, kind, samples, noise, window, seed)
+    return _steps(lm, facts, args, cluster or current())
+
+
+def _steps(lm: LM, facts: list, args: tuple, cluster):
+    done: list = [None] * len(facts)
+    state = {"result": None, "done": 0, "skipped": 0, "total": len(facts)}
+    averaged_at = [0.0]  # when the average was last made: on a cluster, remade at most every 0.25 s (and at the end)
+
+    def event(message: str, fraction: float, updated: bool) -> dict:
+        return {**state, "message": message, "fraction": fraction, "updated": updated}
+
+    def arrived(i: int, traced) -> dict:
+        done[i] = traced
+        state["done"] += 1
+        state["skipped"] += not isinstance(traced, TraceSet)
+        n, total = state["done"], len(facts)
+        kept = [t for t in done if isinstance(t, TraceSet)]
+        fresh = cluster is None or n == total or time.monotonic() - averaged_at[0] >= 0.25  # facts may pour in there
+        if fresh and kept:
+            state["result"], averaged_at[0] = average(kept, [t for t in done if isinstance(t, tuple)]), time.monotonic()
+        return event(f"{n} of {total} facts traced" + (f" ({state['skipped']} not known)" if state["skipped"] else ""),
+                     n / total, fresh and bool(kept))
+
+    if cluster is None:
+        for i, fact in enumerate(facts):
+            stream = _stream(lm, fact, *args)
+            if isinstance(stream, TraceStream):
+                forwards = max(1, stream.engine.n_forwards)
+                for _ in stream.steps():
+                    share = stream.forwards_done / forwards
+                    yield event(f"Fact {i + 1} of {len(facts)}: {fact['subject']} ({stream.forwards_done} of "
+                                f"{forwards} batched runs)", (i + share) / len(facts), False)
+                stream = stream.result()
+            yield arrived(i, stream)
+    else:
+        yield from _on_cluster(cluster, lm, facts, args, arrived, event)
+    return _averaged(done)
+
+
+def _on_cluster(cluster, lm: LM, facts: list, args: tuple, arrived, event):
+    """The facts on the cluster's workers, one per shard; polled (every 50 ms) so a view's Cancel lands at once."""
+    from ..model.watch import same_model
+    from ..sharded.dispatch import stream_shards
+    from ..sharded.jobs import started, stamped
+    from ..sharded.shards import per_fact
+
+    version = started(cluster, lm)
+    shards = [(trace_one, fact, args, {}) for fact in facts]
+    n = 0
+    for got in stream_shards(cluster, lm, per_fact, shards, desc="trace_many", progress=False, poll=0.05):
+        if got is None:
+            yield event(f"Tracing {len(facts)} facts on {cluster.workers} workers: {n} done", n / len(facts), False)
+            continue
+        same_model(lm, version, "trace_many")  # the caller's weights moved while the workers ran: stop
+        i, traced = got
+        n += 1
+        yield arrived(i, stamped(traced, version))
+
+
+def _checked(lm: LM, facts, kind, samples, noise, window, seed) -> tuple[list, tuple]:
+    """The facts as a list and the per-fact arguments, or a clear error before anything runs."""
     kinds, window = check_kinds(kind), check_window(window)
     facts = list(facts)
     if not facts:
@@ -127,10 +206,10 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
         if not isinstance(fact, dict) or "prompt" not in fact or "subject" not in fact:
             raise InputError(f"Each fact needs 'prompt' and 'subject' keys, got {fact!r}.")
     sigma = 3 * embedding_sigma(lm) if noise is None else float(noise)
-    args = (kinds, window, samples, sigma, seed)
-    from ..sharded.jobs import for_each
+    return facts, (kinds, window, samples, sigma, seed)
 
-    done = for_each(lm, trace_one, facts, args, "trace_many", progress)
+
+def _averaged(done: list) -> TraceAverage:
     traces = [t for t in done if isinstance(t, TraceSet)]
     skipped = [t for t in done if not isinstance(t, TraceSet)]
     if not traces:
@@ -141,13 +220,19 @@ def trace_many(lm: LM, facts, kind="all", samples: int = 10, noise: float | None
 
 def trace_one(lm: LM, fact: dict, kinds, window: int, samples: int, sigma: float, seed: int):
     """One fact of :func:`trace_many`: its TraceSet, or ``(prompt, reason)`` when the model does not know it."""
+    stream = _stream(lm, fact, kinds, window, samples, sigma, seed)
+    return stream.run() if isinstance(stream, TraceStream) else stream
+
+
+def _stream(lm: LM, fact: dict, kinds, window: int, samples: int, sigma: float, seed: int):
+    """The fact's trace, ready to run, or ``(prompt, reason)`` when the model does not predict its target."""
     obj = fact.get("target_true", fact.get("target"))
     try:
         setup = prepare_trace(lm, fact["prompt"], fact["subject"], None if obj is None else with_space(obj),
                               samples, sigma, seed)
     except InputError as exc:
         return (fact["prompt"], str(exc))
-    return TraceStream(lm, setup, kinds, window, progress=False).run()
+    return TraceStream(lm, setup, kinds, window, progress=False)
 
 
 def average(traces: list[TraceSet], skipped=()) -> TraceAverage:

@@ -15,6 +15,7 @@ edit; the edits are undone before each next piece, so the weights are left as th
 from __future__ import annotations
 
 import re
+import time
 
 import traitlets
 from ipywidgets import DOMWidget, widget_serialization
@@ -24,7 +25,7 @@ from ..data.facts import target as as_target
 from ..editing.localization import EDIT_MEASURES, MEASURES, Localization, as_fact, checked_request, localize_steps
 from ..model import LM, InputError
 from .base import ViewWidget, describe, handles
-from .runner import StepRunner
+from .runner import PROGRESS_EVERY, StepRunner
 from .serialize import neuron_rows, pack
 
 FIELDS = ("prompt", "subject", "target", "target_new")
@@ -64,6 +65,7 @@ class Localize(ViewWidget):
         self.card = None  # the NeuronCard shown in the slot
         self._runner = StepRunner(self._on_step, self._ended)
         self._failure: Exception | None = None
+        self._said = 0.0  # when the progress line was last updated
         raw = as_fact(prompt, subject, target, target_new, fact)
         self._fact, self._layers = checked_request(lm, raw, edit_layers)  # bad input: a clear error, nothing run
         with self.hold_sync():
@@ -169,6 +171,10 @@ class Localize(ViewWidget):
             with self.hold_sync():
                 self.measures, self.progress = {}, {"message": event["message"], "fraction": None}
             return
+        now = time.monotonic()
+        if event.get("polled") and now - self._said < PROGRESS_EVERY:
+            return  # the cluster's workers polled, nothing new: the progress line was just updated
+        self._said = now
         self.localization = event["result"]
         with self.hold_sync():
             if event.get("updated", True):

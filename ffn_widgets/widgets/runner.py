@@ -25,6 +25,8 @@ from collections.abc import Callable, Generator
 
 from ..model.watch import WeightsChanged, same_model
 
+PROGRESS_EVERY = 0.2  # seconds between a view's progress messages that carry nothing new (a polled cluster job)
+
 
 class StepRunner:
     """``on_step(info)`` after every step; ``on_end(status, value)`` once: ``("done", returned value)``,

@@ -1,4 +1,5 @@
-"""``lab``: one JupyterLab server (and browser) per test module; ``nb7``: the same on Jupyter Notebook 7.
+"""``lab``: a JupyterLab server (and browser) as fresh for each test module, one per process; ``nb7``: one on
+Jupyter Notebook 7 per module.
 See :mod:`tests.browser.lab`."""
 import shutil
 from pathlib import Path
@@ -18,11 +19,19 @@ def _server(app: str):
     return Lab.start(app=app)
 
 
-@pytest.fixture(scope="module")
-def lab():
+@pytest.fixture(scope="session")
+def lab_server():
+    """One JupyterLab server (and Chromium) per test process: starting one costs seconds."""
     server = _server("lab")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_server):
+    """The process's server, handed back as fresh after each module: kernels shut down, files and settings gone."""
+    yield lab_server
+    lab_server.reset()
 
 
 @pytest.fixture(scope="module")

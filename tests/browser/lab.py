@@ -13,6 +13,7 @@ extension manager (no network), and hands the kernel the repository on PYTHONPAT
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -167,6 +169,25 @@ class Lab:
         self.page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", name)
         light = "true" if "Light" in name else "false"
         self.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'")
+
+    def reset(self) -> None:
+        """As freshly started, for the next test module on this server: the page closed, every session and kernel
+        shut down, the notebooks, workspaces and settings the last module wrote removed."""
+        if self.page is not None:
+            self.page.close()
+            self.page = None
+        for kind in ("sessions", "kernels"):
+            with urllib.request.urlopen(f"{self.url}/api/{kind}", timeout=10) as r:
+                for item in json.load(r):
+                    request = urllib.request.Request(f"{self.url}/api/{kind}/{item['id']}", method="DELETE")
+                    with contextlib.suppress(urllib.error.HTTPError):  # a session's kernel went with the session
+                        urllib.request.urlopen(request, timeout=30).close()
+        keep = self.root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        for folder in ("work", "workspaces", "settings"):
+            for path in sorted((self.root / folder).rglob("*"), reverse=True):
+                if path == keep or keep.is_relative_to(path):
+                    continue
+                path.rmdir() if path.is_dir() else path.unlink()
 
     def stop(self) -> None:
         try:

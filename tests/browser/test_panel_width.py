@@ -22,6 +22,8 @@ VIEWS = {
     "neuron-card": ("v = fw.NeuronCard(lm, 1, 7, prompt=prompt)", ".fw-card-prompt .fw-card-tok", ""),
     "causal-trace": ('v = fw.CausalTrace(lm, prompt, "The Eiffel Tower")',
                      ".fw-content[data-status=done] .fw-trace-map canvas", "v.wait(); v.show_neurons(1, n_tokens - 1)"),
+    "averaged-trace": ('v = fw.AveragedTrace(lm, [{"prompt": prompt, "subject": "The Eiffel Tower"}], samples=2)',
+                       ".fw-content[data-status=done] .fw-avg-map canvas", "v.wait()"),
     "editor": ('from ffn_widgets.editing.rome import RomeSettings\n'
                'v = fw.Editor(lm, prompt, "The Eiffel Tower", " Rome", layer=1, corpus=fw.load_corpus("lee"),'
                ' tokens=512, settings=RomeSettings(steps=3, prefix_lengths=((3, 1),)))',

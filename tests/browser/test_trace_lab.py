@@ -1,5 +1,8 @@
 """CausalTrace in a real JupyterLab 4 (headless Chromium), on the default model: the three heatmaps fill in
-row by row while the kernel computes, and a click on an MLP cell lists that layer's neurons."""
+row by row while the kernel computes, and a click on an MLP cell lists that layer's neurons. AveragedTrace beside
+it: three facts averaged in one by one, and a hovered cell reads the number a separate ``fw.trace_many`` gives."""
+import re
+
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
@@ -8,9 +11,12 @@ MAP = '.fw-trace-map[data-kind="{}"] canvas'
 # Record every row count the view shows, from the moment the widget appears (the trace streams).
 WATCH = """() => { window.__rows = []; const seen = () => { const r = document.querySelector('.fw-trace-map');
     const root = r && r.closest('.fw-content'); if (!root) return;
-    const n = root.dataset.finished; if (n !== undefined && window.__rows.at(-1) !== n) window.__rows.push(n); };
-  new MutationObserver(seen).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-finished'],
-    childList: true}); }"""
+    const n = root.dataset.finished; if (n !== undefined && window.__rows.at(-1) !== n) window.__rows.push(n);
+  const a = document.querySelector('.fw-avg-map'); const avg = a && a.closest('.fw-content');
+  if (avg && window.__facts.at(-1) !== avg.dataset.nFacts) window.__facts.push(avg.dataset.nFacts); };
+  window.__facts = [];
+  new MutationObserver(seen).observe(document.body, {subtree: true, attributes: true,
+    attributeFilter: ['data-finished', 'data-n-facts'], childList: true}); }"""
 FILLED = """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   const seen = new Set(); for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 250) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
   return seen.size; }"""
@@ -38,3 +44,25 @@ def test_the_trace_heatmaps_fill_in_and_an_mlp_click_lists_neurons(lab):
     assert lab.kernel_json("tr.selected") == {"kind": "mlp", "layer": layer, "token": token}
     shown = page.evaluate("() => [...document.querySelectorAll('.fw-trace-neurons tbody tr')].map(r => +r.dataset.neuron)")
     assert shown == lab.kernel_json("[int(n) for n in fw.widgets.unpack(tr.neurons['neurons'])]")
+
+
+AVG = '.fw-avg-map[data-kind="mlp"] canvas'
+
+
+def test_the_averaged_trace_fills_in_fact_by_fact_and_shows_trace_manys_numbers(lab):
+    page = lab.page  # the notebook above, run: its last cell averages three facts
+    page.wait_for_function("() => { const a = document.querySelector('.fw-avg-map');"
+                           " return a && a.closest('.fw-content').dataset.status === 'done'; }", timeout=300_000)
+    facts = [int(n) for n in page.evaluate("() => window.__facts")]
+    assert facts[-1] == 3 and 1 in facts and facts == sorted(facts)  # averaged in as each fact finished
+    want = lab.kernel_json("fw.trace_many(lm, facts, kind='mlp', samples=2, progress=False).indirect['mlp'].tolist()")
+    canvas = page.locator(AVG)
+    canvas.scroll_into_view_if_needed()
+    box, geo = canvas.bounding_box(), page.evaluate(f"() => JSON.parse(document.querySelector('{AVG}').dataset.geometry)")
+    layer, group = 4, 2  # the last subject token in an early layer: ROME's early site
+    page.mouse.move(box["x"] + geo["x0"] + (layer + 0.5) * geo["cw"], box["y"] + geo["y0"] + (group + 0.5) * geo["ch"])
+    tip = page.locator(".fw-avg-map .fw-tooltip").first
+    tip.wait_for(state="visible")
+    shown = re.search(r"average indirect effect = (\S+)", tip.inner_text())
+    assert shown and float(shown[1]) == pytest.approx(want[layer][group], rel=5e-3, abs=5e-4)  # 3 digits shown
+    assert page.evaluate(FILLED, AVG) > 8  # a colour scale over the cells, not a blank canvas

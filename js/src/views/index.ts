@@ -16,6 +16,7 @@ import { render as neuronCard } from "./neuron_card";
 import { render as neurons } from "./neurons";
 import { render as sliders } from "./sliders";
 import { render as stability } from "./stability";
+import { render as traceAverage } from "./trace_average";
 
 export const views: Record<string, View> = {
   causal_trace: causalTrace,
@@ -29,4 +30,5 @@ export const views: Record<string, View> = {
   neurons,
   sliders,
   stability,
+  trace_average: traceAverage,
 };
