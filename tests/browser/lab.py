@@ -172,10 +172,10 @@ class Lab:
 
     def reset(self) -> None:
         """As freshly started, for the next test module on this server: the page closed, every session and kernel
-        shut down, the notebooks, workspaces and settings the last module wrote removed."""
-        if self.page is not None:
-            self.page.close()
-            self.page = None
+        shut down, the notebooks, workspaces and settings the last module wrote removed. Chromium is closed too:
+        Playwright's sync API keeps an event loop running in this thread, which later tests' ``asyncio.run`` and
+        other modules' browsers must not meet."""
+        self._close_browser()
         for kind in ("sessions", "kernels"):
             with urllib.request.urlopen(f"{self.url}/api/{kind}", timeout=10) as r:
                 for item in json.load(r):
@@ -189,12 +189,18 @@ class Lab:
                     continue
                 path.rmdir() if path.is_dir() else path.unlink()
 
-    def stop(self) -> None:
+    def _close_browser(self) -> None:
         try:
             if self.browser is not None:
                 self.browser.close()
             if self._pw is not None:
                 self._pw.stop()
+        finally:
+            self._pw = self.browser = self.page = None
+
+    def stop(self) -> None:
+        try:
+            self._close_browser()
         finally:
             if self.proc.poll() is None:
                 self.proc.terminate()

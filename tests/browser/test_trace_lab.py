@@ -1,6 +1,7 @@
 """CausalTrace in a real JupyterLab 4 (headless Chromium), on the default model: the three heatmaps fill in
 row by row while the kernel computes, and a click on an MLP cell lists that layer's neurons. AveragedTrace beside
-it: three facts averaged in one by one, and a hovered cell reads the number a separate ``fw.trace_many`` gives."""
+it: two facts averaged in one by one, and a hovered cell reads the kernel's number (that the widget's numbers are
+``fw.trace_many``'s is tests/test_trace_average_widget.py's)."""
 import re
 
 import pytest
@@ -49,13 +50,13 @@ def test_the_trace_heatmaps_fill_in_and_an_mlp_click_lists_neurons(lab):
 AVG = '.fw-avg-map[data-kind="mlp"] canvas'
 
 
-def test_the_averaged_trace_fills_in_fact_by_fact_and_shows_trace_manys_numbers(lab):
-    page = lab.page  # the notebook above, run: its last cell averages three facts
+def test_the_averaged_trace_fills_in_fact_by_fact_and_shows_the_kernels_numbers(lab):
+    page = lab.page  # the notebook above, run: its last cell averages two facts
     page.wait_for_function("() => { const a = document.querySelector('.fw-avg-map');"
                            " return a && a.closest('.fw-content').dataset.status === 'done'; }", timeout=300_000)
     facts = [int(n) for n in page.evaluate("() => window.__facts")]
-    assert facts[-1] == 3 and 1 in facts and facts == sorted(facts)  # averaged in as each fact finished
-    want = lab.kernel_json("fw.trace_many(lm, facts, kind='mlp', samples=2, progress=False).indirect['mlp'].tolist()")
+    assert facts[-1] == 2 and 1 in facts and facts == sorted(facts)  # averaged in as each fact finished
+    want = lab.kernel_json("avg.result.indirect['mlp'].tolist()")
     canvas = page.locator(AVG)
     canvas.scroll_into_view_if_needed()
     box, geo = canvas.bounding_box(), page.evaluate(f"() => JSON.parse(document.querySelector('{AVG}').dataset.geometry)")
