@@ -18,12 +18,15 @@ This notebook writes a batch, compares the methods on the same facts, and runs t
     code("""BATCH = 5                                    # facts written at once: one of each of this many relations
 METHODS = ["memit", "alphaedit", "r-rome"]   # the methods compared on them
 STABILITY_STEPS = 8                          # edits of the live stability run
-TOKENS = 100_000                             # tokens of key statistics C per edited layer (cached on disk)""",
+TOKENS = 100_000                             # tokens of key statistics C per edited layer (cached on disk)
+QUICK = False                                # True: quicker, rougher edits (2–4 prefixes, at most 10 steps each)""",
          metadata={"tags": ["parameters"]}),
     code("""import ffn_widgets as fw
 
 lm = fw.load_model()
 loaded = lm.fingerprint                           # a hash of every weight's bytes
+MEMIT_SETTINGS = fw.MemitSettings(steps=10, prefix_starts=("The", "I")) if QUICK else fw.MemitSettings()
+ROME_SETTINGS = fw.lessons.quick_settings() if QUICK else fw.RomeSettings()
 facts = fw.load_facts()
 relations = list(dict.fromkeys(f["relation"] for f in facts))
 batch = [next(f for f in facts if f["relation"] == r) for r in relations[:BATCH]]   # one fact of each relation
@@ -32,7 +35,7 @@ for f in batch:
     md("""## One batch, one call: MEMIT
 
 `fw.memit_edit(lm, requests)` takes dicts with `prompt`, `subject` and `target_new` (the dev facts have them), or a facts file. The whole batch is one entry of the edit log: undo, reset, save and load work as for ROME, bit for bit. `report()` measures every fact's prompt and paraphrases before (this edit left out) and after."""),
-    code("""b = fw.memit_edit(lm, batch, tokens=TOKENS)
+    code("""b = fw.memit_edit(lm, batch, tokens=TOKENS, settings=MEMIT_SETTINGS)
 print(b)
 print(lm.edits)
 b.report().to_frame()[["kind", "prompt", "true", "new", "p_true before", "p_true after", "p_new before", "p_new after"]]"""),
@@ -64,7 +67,7 @@ MEMIT on GPT-J with 10,000 edits (the paper): 98.9 / 88.6, neighbourhood 73.7. W
 `fw.StabilityMonitor` edits facts one step after another and measures after every step, against the **original** model: **retention** (of the edits made in earlier steps, the fraction still holding), paraphrase and neighbourhood scores over all edits so far, the KL of unrelated prompts, and the norm growth of the edited matrices. Its curves grow as edits land. It flags **collapse** — the unrelated prompts' mean KL above 1 nat, a matrix norm ×10, or retention under 50% — with a red marker. Cancel stops it within an edit. However the run ends, its edits are taken out again.
 
 Eight r-ROME steps take about 1½ minutes here. The controls start another run: a different method, more steps, or several facts per step (MEMIT and AlphaEdit write each step's facts as one batch)."""),
-    code("""monitor = fw.StabilityMonitor(lm, method="r-rome", steps=STABILITY_STEPS, tokens=TOKENS)
+    code("""monitor = fw.StabilityMonitor(lm, method="r-rome", steps=STABILITY_STEPS, tokens=TOKENS, settings=ROME_SETTINGS)
 monitor"""),
     code("""run = monitor.wait()   # waits for the run above (the widget keeps drawing meanwhile)
 print(run)

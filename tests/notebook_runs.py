@@ -19,7 +19,7 @@ SMALL = {
     "03_causal_tracing": {"TRACE_SAMPLES": "3", "SAMPLES": "1", "RELATIONS": "3"},
     "04_editing": {"TRACE_SAMPLES": "1", "EVALUATED_FACTS": "1", "SWEEP_LAYERS": "[2, 4]", "TOKENS": "8192",
                    "SETTINGS": "fw.lessons.quick_settings()"},
-    "05_many_edits": {"BATCH": "1", "METHODS": '["memit"]', "STABILITY_STEPS": "1", "TOKENS": "8192"},
+    "05_many_edits": {"BATCH": "1", "METHODS": '["memit"]', "STABILITY_STEPS": "1", "TOKENS": "8192", "QUICK": "True"},
     "lessons/04_knowledge_neurons": {"EXPERIMENT_FACTS": "[10]"},
     "lessons/05_causal_tracing": {"SAMPLES": "3"},
     "lessons/06_rome": {"EDIT_LAYERS": "[0, 4, 28]", "SAMPLES": "2", "SETTINGS": "fw.lessons.quick_settings()"},

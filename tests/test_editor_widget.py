@@ -205,7 +205,7 @@ def test_real_model_edit_and_undo(default_lm, tmp_path, monkeypatch, one_thread)
     lm = default_lm
     lm.edits.reset()
     weight = down(lm, 4).detach().clone()
-    ed = fw.Editor(lm, PROMPT, SUBJECT, NEW, layer=4, tokens=2048)
+    ed = fw.Editor(lm, PROMPT, SUBJECT, NEW, layer=4, tokens=2048, settings=fw.lessons.quick_settings())
     assert ed.prediction["token"] == " Paris"
     try:
         assert ed.dispatch({"type": "apply"}), ed.error
