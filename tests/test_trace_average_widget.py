@@ -82,6 +82,8 @@ def test_an_edit_while_it_runs_starts_it_again_and_a_finished_average_is_marked(
     w = asyncio.run(run())
     assert w._runner.restarts >= 1 and w.status == "done"
     assert w.result.weights_version == lm.state_version
+    w.check_weights()  # the cell ends: the view hears the edit, and knows its numbers are of the edited model
+    assert w.stale == "" and w.weights_version == lm.state_version
     want = fw.trace_many(lm, FACTS[:1], progress=False, **ARGS)  # on the edited weights, every number
     torch.testing.assert_close(w.result.indirect["mlp"], want.indirect["mlp"], rtol=0, atol=0, equal_nan=True)
     lm.edits.undo()

@@ -21,7 +21,7 @@ import time
 
 import traitlets
 
-from ..model import LM
+from ..model import LM, InputError
 from ..tracing.average import GROUPS, TraceAverage, trace_many_steps
 from ..tracing.setup import check_kinds
 from .base import ViewWidget, describe, handles
@@ -85,13 +85,13 @@ class AveragedTrace(ViewWidget):
         self._runner.cancel()
 
     def _job(self):
+        """A fresh job on the weights as they are now (a start, Recompute, or the runner's restart after an edit)."""
         self.average, self._counts = None, {"done": 0, "skipped": 0}
+        self.weights_version, self.stale = self.lm.state_version, ""  # what it will show describes these weights
         return trace_many_steps(self.lm, self.facts, cluster=self.cluster, **self._asked)
 
     def _result(self):
         if self.average is None:
-            from ..model import InputError
-
             raise InputError("Nothing averaged yet: wait for the first fact the model knows.")
         return self.average
 
