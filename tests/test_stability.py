@@ -224,3 +224,28 @@ def test_monitor_bad_input(lm):
     assert mon.status == "idle" and len(lm.edits) == 0
     with pytest.raises(InputError, match="No measurements"):
         mon.figure()
+
+
+def test_a_run_cut_short_goes_on_from_its_checkpoint_to_the_same_rows_and_weights(lm, tmp_path):
+    ckpt, kw = tmp_path / "run.safetensors", dict(steps=6, every=2, n_unrelated=3, keep_edits=True, **QUICK)
+    whole = list(fw.stability_steps(lm, FACTS, **kw))
+    weights = state(lm)
+    lm.edits.reset()
+    cut = fw.stability_steps(lm, FACTS, checkpoint=ckpt, **kw)
+    first = [next(cut), next(cut)]  # asking for the second row wrote the checkpoint of the first (step 1)
+    cut.close()  # "killed" after step 3: its edits are lost, the checkpoint holds steps 0-1
+    lm.edits.reset()
+    rest = list(fw.stability_steps(lm, FACTS, checkpoint=ckpt, **kw))
+    assert [r["step"] for r in first] == [1, 3] and [r["step"] for r in rest] == [3, 5]
+    timing = ("seconds_edit", "seconds_eval")
+    for a, b in zip(whole, first[:1] + rest):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    assert same(state(lm), weights) and len(lm.edits) == 6
+    lm.edits.reset()
+    with pytest.raises(InputError, match="differs in .*seed"):
+        next(fw.stability_steps(lm, FACTS, checkpoint=ckpt, **{**kw, "seed": 1}))
+    lm.edits.reset()
+    fw.rome_edit(lm, FACTS[0]["prompt"], FACTS[0]["subject"], FACTS[0]["target_new"], **QUICK)
+    with pytest.raises(InputError, match="holds 1 edit"):
+        next(fw.stability_steps(lm, FACTS, checkpoint=ckpt, **kw))
+    assert len(lm.edits) == 1

@@ -247,8 +247,9 @@ class EditLog:
                 self._rebuild(keep, notify=False)
 
     # ---- saving --------------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Write the log to one safetensors file: the factors as tensors, the entries as JSON in its header."""
+    def save(self, path, extra: dict | None = None) -> Path:
+        """Write the log to one safetensors file: the factors as tensors, the entries as JSON in its header
+        (with ``extra``, JSON kept beside them and read back by :func:`saved_extra`: one file, one atomic write)."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -261,7 +262,7 @@ class EditLog:
             entries.append({"method": e.method, "facts": e.facts, "layers": e.layers, "info": _jsonable(e.info),
                             "time": e.time, "paths": [d.path for d in e.deltas], "crc_after": e.crc_after})
         meta = {"format": FORMAT, "version": VERSION, "model": self.lm.name,
-                "base_fingerprint": self.base_fingerprint, "entries": entries}
+                "base_fingerprint": self.base_fingerprint, "entries": entries, "extra": extra}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}")
         save_file(tensors, tmp, metadata={"ffn_widgets": json.dumps(meta)})
@@ -272,17 +273,7 @@ class EditLog:
         """Replace this log by the one saved at ``path``: reset, then replay its edits. Refused (weights
         untouched) when it was made for other weights; each replayed matrix is checked against its checksum."""
         self.lm.watch.make_way()
-        from safetensors import safe_open
-
-        path = Path(path)
-        try:
-            with safe_open(path, "pt") as f:
-                meta = json.loads(f.metadata()["ffn_widgets"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise InputError(f"{path} is not a readable edit log ({type(exc).__name__}: {exc}).") from exc
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise InputError(f"{path} is not an edit log of this version of ffn_widgets.")
+        meta, tensors = _read(path)
         if meta["base_fingerprint"] != self.base_fingerprint:
             raise InputError(f"{path} holds edits of other weights ({meta['model']}, fingerprint "
                              f"{meta['base_fingerprint']}); this model ({self.lm.name}) has {self.base_fingerprint}. "
@@ -362,6 +353,25 @@ class EditLog:
         for callback in list(self._listeners):
             callback(self)
         self.lm.watch.notify()  # views that show what the weights compute hear it too
+
+
+def saved_extra(path) -> dict | None:
+    """The ``extra`` JSON an edit log was saved with (None if none), read without touching any model."""
+    return _read(path, tensors=False)[0].get("extra")
+
+
+def _read(path, tensors: bool = True) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(Path(path), "pt") as f:
+            meta = json.loads(f.metadata()["ffn_widgets"])
+            found = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise InputError(f"{path} is not a readable edit log ({type(exc).__name__}: {exc}).") from exc
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise InputError(f"{path} is not an edit log of this version of ffn_widgets.")
+    return meta, found
 
 
 def _jsonable(info: dict) -> dict:

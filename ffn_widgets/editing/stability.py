@@ -56,6 +56,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+from . import stability_checkpoint as checkpoints
 from ..data.facts import edit_facts
 from ..data.facts import target as object_target
 from ..model import LM, InputError
@@ -212,12 +213,13 @@ def stability_facts(facts, n: int, seed: int = 0) -> list[dict]:
 def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int | None = None, *,
                     layer=None, seed: int = 0, stop_on_collapse: bool = False, n_unrelated: int = 20,
                     unrelated: list[str] | None = None, fluency_tokens: int = 0, collapse: Collapse = Collapse(),
-                    keep_edits: bool = False, every: int = 1, events: bool = False, **edit_kwargs):
+                    keep_edits: bool = False, every: int = 1, events: bool = False, checkpoint=None, **edit_kwargs):
     """:func:`edit_stability` as a generator: yields each step's row as soon as it is measured (the run's
     edits in place meanwhile); ``every=k`` measures after every k-th step only (and the last), for long runs
     whose edits cost less than their measurements; ``events=True`` also yields, between rows, each edit's
-    progress as ``{"progress": dict, "step", "steps"}`` (a widget's Cancel then acts within an edit). ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``,
-    ``settings``...). Arguments are checked here, before the first step; the run starts at the first ``next``."""
+    progress as ``{"progress": dict, "step", "steps"}`` (a widget's Cancel then acts within an edit);
+    ``checkpoint``: a file to go on from and to write after each measured step (:mod:`.stability_checkpoint`).
+    ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``, ``settings``...). Arguments are checked here, before the first step; the run starts at the first ``next``."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
@@ -235,22 +237,26 @@ def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, 
         raise InputError(f"n_unrelated must be a positive integer, got {n_unrelated!r}.")
     unrelated = list(unrelated or UNRELATED_PROMPTS)[:n_unrelated]
     plan = stability_facts(base, steps * batch, seed)
+    key = None if checkpoint is None else checkpoints.run_key(
+        plan, method, batch, steps, layer, seed, every, unrelated, fluency_tokens, collapse, edit_kwargs)
     return _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelated, fluency_tokens, collapse,
-                keep_edits, every, edit_kwargs, events)
+                keep_edits, every, edit_kwargs, events, checkpoint, key)
 
 
 def _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelated, fluency_tokens, collapse,
-         keep_edits, every, edit_kwargs, events=False):
+         keep_edits, every, edit_kwargs, events=False, checkpoint=None, key=None):
     """The run; ``events=True`` also yields ``{"progress": the edit's progress dict, "step", "steps"}`` between
     rows (the widget's Cancel then acts within an edit)."""
     with (nullcontext() if keep_edits else lm.edits.temporary()):
         with lm.edits.original():
             before = next_token_dists(lm, unrelated)
             fluency_before = _fluency(lm, unrelated, fluency_tokens, seed)
-        current: dict[str, dict] = {}  # prompt -> its latest edited fact (with the edit's step)
-        paths: dict[str, float] = {}  # edited matrix -> its norm as loaded
-        seconds_edit, skipped, measured = 0.0, [], -1  # summed since the last measured step; that step
-        for step in range(steps):
+        saved = None if checkpoint is None else checkpoints.resume(lm, checkpoint, key)
+        saved = saved or {"step": -1, "current": {}, "paths": {}}
+        current: dict[str, dict] = saved["current"]  # prompt -> its latest edited fact (with the edit's step)
+        paths: dict[str, float] = saved["paths"]  # edited matrix -> its norm as loaded
+        seconds_edit, skipped, measured = 0.0, [], saved["step"]  # summed since the last measured step; that step
+        for step in range(measured + 1, steps):
             chunk = plan[step * batch:(step + 1) * batch]
             t0 = time.perf_counter()
             edits = _edit(lm, chunk, method, layer, seed, edit_kwargs)
@@ -285,6 +291,8 @@ def _run(lm, plan, method, batch, steps, layer, seed, stop_on_collapse, unrelate
             yield row
             if reason is not None and stop_on_collapse:
                 return
+            if checkpoint is not None:
+                checkpoints.save(lm, checkpoint, key, step, current, paths)
 
 
 def edit_stability(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, steps: int | None = None, *,
