@@ -48,7 +48,8 @@ Given `facts=`, the editor lists them and offers MEMIT, AlphaEdit, r-ROME and RO
     md("""## Three methods on the same facts
 
 `fw.compare_methods` writes the facts with each method from the unedited model (and takes them out again), then scores them with all of them in place: efficacy (P(new) > P(true) on each prompt), paraphrases, neighbours (other subjects keep their own object), the KL of 20 unrelated prompts' next-token distributions against the unedited model, and the growth of the edited matrices' norms."""),
-    code("""cmp = fw.compare_methods(lm, batch, METHODS, tokens=TOKENS)
+    code("""cmp = fw.compare_methods(lm, batch, METHODS, tokens=TOKENS,
+                         settings={"memit": MEMIT_SETTINGS, "alphaedit": MEMIT_SETTINGS, "r-rome": ROME_SETTINGS})
 print(cmp)
 cmp.figure()"""),
     md("""Measured on all 43 dev facts with the edits equal to the reference code (MEMIT and AlphaEdit: one batch of 43; r-ROME: 43 edits one after another, all kept; layers 0–4 and 4; fluency: 50 sampled tokens; `fw.compare_methods(lm, fw.load_facts(), [...], fluency_tokens=50)`, each method in its own process on one thread of a 2-core CPU shared with four other runs, so the times are slow and only compare with each other):

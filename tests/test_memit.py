@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import ffn_widgets as fw
+from ffn_widgets.editing.log import oriented_weight
 from ffn_widgets.editing.memit import MemitSettings, alphaedit_edit, memit_edit
 from ffn_widgets.editing.stats import key_statistics
 from ffn_widgets.model import InputError
@@ -204,7 +205,9 @@ def test_batch_report_and_method_comparison_equal_plain_measurements(fresh):
     assert [r["before"]["p_new"] for r in prompts] == pytest.approx(p_before.tolist(), rel=1e-4)
     assert [r["after"]["p_new"] for r in prompts] == pytest.approx(p_after.tolist(), rel=1e-4)
     b.undo()
-    cmp = fw.compare_methods(lm, facts, ["memit", "r-rome"], layer=1, n_unrelated=3, settings=QUICK, **KW)
+    rome_quick = fw.RomeSettings(steps=2, prefix_lengths=((3, 2),))
+    cmp = fw.compare_methods(lm, facts, ["memit", "r-rome"], layer=1, n_unrelated=3,
+                             settings={"memit": QUICK, "r-rome": rome_quick}, **KW)
     memit_row, rome_row = cmp.rows
     assert all(torch.equal(v, before_state[k]) for k, v in lm.model.state_dict().items())  # left as found
     # MEMIT's row is the same batch written again (layers 0–1 for layer=1 with a 2-layer model's range)
@@ -214,5 +217,18 @@ def test_batch_report_and_method_comparison_equal_plain_measurements(fresh):
     assert memit_row["efficacy"] == pytest.approx(float((wins[:2] > wins[2:]).float().mean()))
     assert rome_row["facts"] == 2 and set(cmp.to_frame().index) == {"memit", "r-rome"}
     b.undo()
+    # r-ROME's row: its own settings (each method gets its entry of the dict), the facts one after another
+    with lm.edits.temporary():
+        for f in facts:
+            fw.rome_edit(lm, f["prompt"], f["subject"], f["target_new"], 1, settings=rome_quick, **KW)
+        (path,) = {d.path for e in lm.edits for d in e.deltas}
+        growth = float(oriented_weight(lm.model.get_submodule(path)).double().norm()
+                       / lm.edits.originals[path].double().norm())
+        wins = pair_probs(lm, [f["prompt"] for f in facts] * 2, [" " + f["target_new"] for f in facts]
+                          + [" " + f["target_true"] for f in facts])
+    assert rome_row["efficacy"] == pytest.approx(float((wins[:2] > wins[2:]).float().mean()))
+    assert rome_row["norm_ratio"] == pytest.approx(growth, rel=1e-9)
+    with pytest.raises(fw.InputError, match="not among the methods"):
+        fw.compare_methods(lm, facts, ["memit"], settings={"rome": rome_quick})
     with pytest.raises(fw.InputError, match="methods must be"):
         fw.compare_methods(lm, facts, ["sgd"])

@@ -54,7 +54,9 @@ class MethodComparison:
 def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome"), *, layer=None, seed: int = 0,
                     n_unrelated: int = 20, fluency_tokens: int = 0, **edit_kwargs) -> MethodComparison:
     """Write ``facts`` with each of ``methods`` in turn (see the module docstring); the model is left as found.
-    ``layer``: ROME's layer and the last of MEMIT's range (None: each method's default)."""
+    ``layer``: ROME's layer and the last of MEMIT's range (None: each method's default). ``settings`` (in
+    ``edit_kwargs``) may be one settings object for every method or ``{method: settings}`` (a method left out
+    gets its defaults): MEMIT's settings differ from ROME's (its clamp, its prefixes)."""
     from ..data.facts import edit_facts
     from .memit import default_layers
 
@@ -62,6 +64,10 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")
+    per_method = edit_kwargs.get("settings")
+    if isinstance(per_method, dict) and set(per_method) - set(methods):
+        raise InputError(f"settings names {sorted(set(per_method) - set(methods))}, which are not among the methods "
+                         f"compared ({', '.join(methods)}).")
     from ..sharded.jobs import for_each
     from .rome import default_layer
     from .stats import DEFAULT_TOKENS, for_workers
@@ -139,6 +145,10 @@ def _method_row(lm: LM, method: str, facts, layer, seed, n_unrelated, fluency_to
     """One method's scores, from the model as found (taken out again afterwards)."""
     from .memit import default_layers
 
+    if isinstance(edit_kwargs.get("settings"), dict):
+        chosen = edit_kwargs["settings"].get(method)
+        edit_kwargs = {k: v for k, v in edit_kwargs.items() if k != "settings"}
+        edit_kwargs.update({} if chosen is None else {"settings": chosen})
     batch_method = method in ("memit", "alphaedit")
     where = default_layers(lm, layer) if batch_method and layer is not None else layer
     steps = 1 if batch_method else len(facts)
