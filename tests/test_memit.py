@@ -228,7 +228,7 @@ def test_batch_report_and_method_comparison_equal_plain_measurements(fresh):
                           + [" " + f["target_true"] for f in facts])
     assert rome_row["efficacy"] == pytest.approx(float((wins[:2] > wins[2:]).float().mean()))
     assert rome_row["norm_ratio"] == pytest.approx(growth, rel=1e-9)
-    with pytest.raises(fw.InputError, match="not among the methods"):
-        fw.compare_methods(lm, facts, ["memit"], settings={"rome": rome_quick})
+    with pytest.raises(fw.InputError, match="not editing methods"):
+        fw.compare_methods(lm, facts, ["memit"], settings={"memit": QUICK, "romе": rome_quick})  # a Cyrillic е
     with pytest.raises(fw.InputError, match="methods must be"):
         fw.compare_methods(lm, facts, ["sgd"])

@@ -56,7 +56,7 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     """Write ``facts`` with each of ``methods`` in turn (see the module docstring); the model is left as found.
     ``layer``: ROME's layer and the last of MEMIT's range (None: each method's default). ``settings`` (in
     ``edit_kwargs``) may be one settings object for every method or ``{method: settings}`` (a method left out
-    gets its defaults): MEMIT's settings differ from ROME's (its clamp, its prefixes)."""
+    gets its defaults; entries for methods not compared are ignored): MEMIT's settings differ from ROME's."""
     from ..data.facts import edit_facts
     from .memit import default_layers
 
@@ -65,9 +65,9 @@ def compare_methods(lm: LM, facts=None, methods=("memit", "alphaedit", "r-rome")
     if unknown or not methods:
         raise InputError(f"methods must be some of {', '.join(METHODS)}, got {list(methods)!r}.")
     per_method = edit_kwargs.get("settings")
-    if isinstance(per_method, dict) and set(per_method) - set(methods):
-        raise InputError(f"settings names {sorted(set(per_method) - set(methods))}, which are not among the methods "
-                         f"compared ({', '.join(methods)}).")
+    if isinstance(per_method, dict) and set(per_method) - set(METHODS):
+        raise InputError(f"settings names {sorted(set(per_method) - set(METHODS))}, which are not editing methods "
+                         f"(those are {', '.join(METHODS)}).")
     from ..sharded.jobs import for_each
     from .rome import default_layer
     from .stats import DEFAULT_TOKENS, for_workers
