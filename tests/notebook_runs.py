@@ -17,8 +17,8 @@ FULL = os.environ.get("FFN_TEST_FULL", "") not in ("", "0")
 SMALL = {
     "02_knowledge_neurons": {"EXPERIMENT_FACTS": "[10]"},
     "03_causal_tracing": {"TRACE_SAMPLES": "3", "SAMPLES": "1", "RELATIONS": "3"},
-    "04_editing": {"TRACE_SAMPLES": "1", "EVALUATED_FACTS": "1", "SWEEP_LAYERS": "[2, 4]", "TOKENS": "8192",
-                   "SETTINGS": "fw.lessons.quick_settings()"},
+    "04_editing": {"TRACE_SAMPLES": "1", "EVALUATED_FACTS": "1", "FLUENCY_TOKENS": "10", "SWEEP_LAYERS": "[2, 4]",
+                   "TOKENS": "8192", "SETTINGS": "fw.lessons.quick_settings()"},
     "05_many_edits": {"BATCH": "1", "METHODS": '["memit"]', "STABILITY_STEPS": "1", "TOKENS": "8192", "QUICK": "True"},
     "lessons/04_knowledge_neurons": {"EXPERIMENT_FACTS": "[10]"},
     "lessons/05_causal_tracing": {"SAMPLES": "3"},
