@@ -219,7 +219,8 @@ def stability_steps(lm: LM, facts=None, method: str = "r-rome", batch: int = 1, 
     whose edits cost less than their measurements; ``events=True`` also yields, between rows, each edit's
     progress as ``{"progress": dict, "step", "steps"}`` (a widget's Cancel then acts within an edit);
     ``checkpoint``: a file to go on from and to write after each measured step (:mod:`.stability_checkpoint`).
-    ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``, ``settings``...). Arguments are checked here, before the first step; the run starts at the first ``next``."""
+    ``edit_kwargs`` go to the edit function (``corpus``, ``tokens``, ``settings``...). Arguments are checked
+    here, before the first step; the run starts at the first ``next``."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
