@@ -109,6 +109,14 @@ def test_run_object_and_collapse(lm, tmp_path):
     assert again.rows == run.rows and again.collapsed_at == 0 and again.settings["collapse"]["kl"] == 0.0
     assert "| r-rome | 2 | 2 | 2 (unrelated KL" in fw.runs_table([again])
     assert len(fw.runs_figure([again, again]).data) == 8  # 4 panels per run
+    # a run measured with earlier edit formulas is marked as such, in the table and in the figure's legend
+    old = fw.StabilityRun(settings={**again.settings, "formulas": "earlier formulas: X"}, rows=again.rows)
+    table, fig = fw.runs_table([again, old]), fw.runs_figure([again, old])
+    assert "| r-rome | 2 |" in table and "| r-rome (earlier formulas) | 2 |" in table
+    assert table.endswith("runs marked (earlier formulas) were measured with the earlier formulas: X")
+    assert [d.name for d in fig.data if d.showlegend] == ["r-rome ×2 per step", "r-rome ×2 per step (earlier formulas)"]
+    assert "runs marked (earlier formulas)" in fig.layout.title.text
+    assert "earlier" not in fw.runs_table([again]) and "<sub>" not in fw.runs_figure([again]).layout.title.text
     path.write_text("")
     with pytest.raises(InputError, match="no stability run"):
         fw.StabilityRun.load(path)

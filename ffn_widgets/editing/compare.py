@@ -104,7 +104,7 @@ def runs_figure(runs, title: str | None = None):
     colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
     for run, colour in zip(runs, colours * (1 + len(runs) // len(colours))):
         batch = run.settings.get("batch", 1)
-        name = f"{run.settings.get('method')}" + (f" ×{batch} per step" if batch > 1 else "")
+        name = f"{run.settings.get('method')}" + (f" ×{batch} per step" if batch > 1 else "") + _earlier_mark(run)
         x = [r["edits"] for r in run.rows]
         for i, key in enumerate(("retention", "paraphrase", "kl", "norm_ratio"), 1):
             fig.add_scatter(x=x, y=[r[key] for r in run.rows], name=name, legendgroup=name, showlegend=i == 1,
@@ -117,10 +117,9 @@ def runs_figure(runs, title: str | None = None):
     fig.update_yaxes(range=[-0.05, 1.05], row=2, col=1)
     fig.update_xaxes(title_text="edits", row=4, col=1)
     model = runs[0].settings.get("model", "") if runs else ""
-    earlier = next((r.settings["formulas"] for r in runs if r.settings.get("formulas")), None)
     default = f"Sequential editing on {model}: dashed lines mark a collapse"
-    if earlier:  # runs measured before the edits equalled the reference code say so on the figure itself
-        default += f"<br><sub>measured with the {earlier}</sub>"
+    if _earlier(runs):  # runs measured before the edits equalled the reference code say so on the figure itself
+        default += f"<br><sub>{_earlier(runs)}</sub>"
     fig.update_layout(template="plotly_white", height=900, margin=dict(l=60, r=20, t=80, b=45),
                       title=title or default)
     return fig
@@ -135,10 +134,23 @@ def runs_table(runs) -> str:
         s = run.summary
         at = next((r["edits"] for r in run.rows if r["collapsed"]), None)
         where = "–" if at is None else f"{at} ({s['collapse_reason']})"
-        lines.append(f"| {s['method']} | {run.settings.get('batch', 1)} | {s['edits']} | {where} | "
+        lines.append(f"| {s['method']}{_earlier_mark(run)} | {run.settings.get('batch', 1)} | {s['edits']} | {where} | "
                      f"{pct(s['retention'])} | {pct(s['paraphrase'])} | {pct(s['neighbourhood'])} | {s['kl']:.4f} | "
                      f"{s['norm_ratio']:.3f} | {s['seconds_per_edit']:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([f"\n{_earlier(runs)}"] if _earlier(runs) else []))
+
+
+def _earlier_mark(run) -> str:
+    return " (earlier formulas)" if run.settings.get("formulas") else ""
+
+
+def _earlier(runs) -> str | None:
+    """Which runs were measured before the edits equalled the reference code, in words (None: none was)."""
+    marked = [r for r in runs if r.settings.get("formulas")]
+    if not marked:
+        return None
+    who = "these runs were" if len(marked) == len(runs) else "runs marked (earlier formulas) were"
+    return f"{who} measured with the {marked[0].settings['formulas']}"
 
 
 def _method_row(lm: LM, method: str, facts, layer, seed, n_unrelated, fluency_tokens, edit_kwargs) -> dict:
